@@ -1,0 +1,24 @@
+# The README's commands. Each one first runs scripts/setup.sh, which is idempotent
+# (a ready machine passes through it in seconds).
+PY := .venv/bin/python
+CONF ?= conf/local.yaml
+
+.PHONY: setup test test-fast demo lint clean-data
+
+setup:
+	bash scripts/setup.sh
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+demo: setup
+	$(PY) jobs/generate_synthetic.py --conf $(CONF)
+
+lint: setup
+	$(PY) -m ruff check hinet_spark jobs tests benchmarks scripts
+
+clean-data:
+	rm -rf data

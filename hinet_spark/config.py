@@ -1,0 +1,400 @@
+"""Typed, frozen configuration loaded from ``conf/base.yaml`` + an environment file + overrides.
+
+Resolution order (later wins):
+
+1. ``conf/base.yaml`` (every key has a default there),
+2. the environment file given with ``--conf`` (``conf/local.yaml``, ``conf/databricks.yaml``),
+3. command-line overrides ``--set section.key=value`` (the value is parsed as YAML).
+
+Every key is checked once, at load time, against the dataclasses below: an unknown key, a
+value of the wrong type or a missing file raises :class:`ConfigError` naming the key, the
+value and the file it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCENARIO_NAMES_DEFAULT = ("a", "b", "c", "d", "e", "f")
+TASKS = ("ctr", "ctcvr")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is missing, malformed or holds a bad value."""
+
+
+# --------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SparkSection:
+    """How the embedded (local) SparkSession is built; ignored on a cluster."""
+
+    master: str = "local[2]"
+    app_name: str = "hinet-spark"
+    shuffle_partitions: int = 8
+    driver_memory: str = "4g"
+    extra_conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StorageSection:
+    """Where tables live.
+
+    ``root`` is a directory holding every table of the embedded default (one folder per
+    table). When ``catalog_schema`` is set (``main.hinet`` on Databricks), tables are
+    addressed by name in that catalog schema instead, and ``root`` is only used for
+    scratch files (Petastorm cache, checkpoints).
+    """
+
+    root: str = "data"
+    catalog_schema: str | None = None
+    tables: dict[str, str] = field(
+        default_factory=lambda: {
+            "raw_exposures": "raw_exposures",
+            "raw_clicks": "raw_clicks",
+            "raw_orders": "raw_orders",
+            "oracle": "oracle",
+            "candidates": "candidates",
+            "synthetic_staging": "_synthetic_staging",
+        }
+    )
+
+
+@dataclass(frozen=True)
+class ScenarioSection:
+    """The scenarios the platform serves, in index order (index = position)."""
+
+    names: tuple[str, ...] = SCENARIO_NAMES_DEFAULT
+
+
+@dataclass(frozen=True)
+class SyntheticSection:
+    """The generator of the embedded default's raw logs (see docs/synthetic_data.md)."""
+
+    seed: int = 7
+    start_date: str = "2026-01-01"
+    days: int = 7
+    exposures_per_day: int = 100_000
+    n_users: int = 20_000
+    n_items: int = 5_000
+    exposures_per_request: int = 5
+    candidates_per_day: int = 50_000
+    traffic_share: dict[str, float] = field(
+        default_factory=lambda: {
+            "a": 0.487, "b": 0.267, "c": 0.064, "d": 0.072, "e": 0.004, "f": 0.072
+        }
+    )
+    ctr: dict[str, float] = field(
+        default_factory=lambda: {
+            "a": 0.1256, "b": 0.2250, "c": 0.1400, "d": 0.1384, "e": 0.0412, "f": 0.1117
+        }
+    )
+    ctcvr: dict[str, float] = field(
+        default_factory=lambda: {
+            "a": 0.0264, "b": 0.0591, "c": 0.0064, "d": 0.0054, "e": 0.0031, "f": 0.0113
+        }
+    )
+    scenario_groups: tuple[tuple[str, ...], ...] = (("a", "c", "e"), ("b", "d", "f"))
+    duplicate_event_rate: float = 0.01
+    calibration_rows_per_scenario: int = 20_000
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """Model choice and sizes (docs/model.md). ``name`` is a key of the model registry."""
+
+    name: str = "hinet"
+    embedding_dim: int = 16
+    # HiNet (paper / official defaults)
+    sei_experts: int = 5  # K_s = K_i sub-experts per SEI
+    sei_hidden: tuple[int, ...] = (128, 64)
+    scenario_emb_dim: int = 16  # d of Emb(s_i) in SAN
+    task_shared_experts: int = 2  # m_i
+    task_specific_experts: int = 2  # n_i^j
+    cgc_hidden: tuple[int, ...] = (128, 64)
+    tower_hidden: tuple[int, ...] = (128, 64)
+    use_san: bool = True
+    scenario_gating: bool = True
+    task_gating: bool = True
+    # baselines
+    bottom_hidden: tuple[int, ...] = (256, 128, 64)  # Shared Bottom, STAR's FCN
+    n_experts: int = 6  # MMoE / HMoE experts; PLE shared experts = task_shared_experts
+    expert_hidden: tuple[int, ...] = (128, 64)
+    ple_levels: int = 2
+
+
+@dataclass(frozen=True)
+class MlflowSection:
+    tracking_uri: str | None = None  # None: sqlite:///<storage.root>/mlflow.db
+    experiment: str = "hinet-spark"
+
+
+@dataclass(frozen=True)
+class Config:
+    spark: SparkSection = field(default_factory=SparkSection)
+    storage: StorageSection = field(default_factory=StorageSection)
+    scenarios: ScenarioSection = field(default_factory=ScenarioSection)
+    synthetic: SyntheticSection = field(default_factory=SyntheticSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    mlflow: MlflowSection = field(default_factory=MlflowSection)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, str]:
+        """``section.key -> str(value)``: the resolved config as MLflow params."""
+        out: dict[str, str] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+            else:
+                out[prefix] = str(value)
+
+        walk("", self.to_dict())
+        return out
+
+
+# --------------------------------------------------------------------------------------
+# Cross-field validation (types are checked while building)
+# --------------------------------------------------------------------------------------
+
+
+def _parse_date(key: str, value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{key}: expected a date YYYY-MM-DD, got {value!r}") from None
+
+
+def _validate(cfg: Config) -> None:
+    names = cfg.scenarios.names
+    if len(names) < 2:
+        raise ConfigError(f"scenarios.names: HiNet needs at least 2 scenarios, got {list(names)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"scenarios.names: duplicate names in {list(names)}")
+    syn = cfg.synthetic
+    _parse_date("synthetic.start_date", syn.start_date)
+    for key in ("days", "exposures_per_day", "n_users", "n_items", "exposures_per_request",
+                "calibration_rows_per_scenario"):
+        if getattr(syn, key) <= 0:
+            raise ConfigError(f"synthetic.{key}: must be > 0, got {getattr(syn, key)}")
+    if syn.candidates_per_day < 0:
+        raise ConfigError(f"synthetic.candidates_per_day: must be >= 0, got {syn.candidates_per_day}")
+    for key in ("traffic_share", "ctr", "ctcvr"):
+        table = getattr(syn, key)
+        if set(table) != set(names):
+            raise ConfigError(
+                f"synthetic.{key}: keys {sorted(table)} must be the scenarios {sorted(names)}"
+            )
+        for name, rate in table.items():
+            if key == "traffic_share" and rate <= 0.0:
+                raise ConfigError(f"synthetic.traffic_share.{name}: must be > 0, got {rate}")
+            if key != "traffic_share" and not 0.0 < rate < 1.0:
+                raise ConfigError(f"synthetic.{key}.{name}: must be in (0, 1), got {rate}")
+    for name in names:
+        if syn.ctcvr[name] >= syn.ctr[name]:
+            raise ConfigError(
+                f"synthetic.ctcvr.{name}: {syn.ctcvr[name]} must be below synthetic.ctr.{name} "
+                f"({syn.ctr[name]}): an order needs a click"
+            )
+    grouped = [s for group in syn.scenario_groups for s in group]
+    if sorted(grouped) != sorted(names):
+        raise ConfigError(
+            f"synthetic.scenario_groups: {[list(g) for g in syn.scenario_groups]} must place "
+            f"every scenario of {list(names)} in exactly one group"
+        )
+    mdl = cfg.model
+    for key in ("embedding_dim", "sei_experts", "scenario_emb_dim", "task_shared_experts",
+                "task_specific_experts", "n_experts", "ple_levels"):
+        if getattr(mdl, key) <= 0:
+            raise ConfigError(f"model.{key}: must be > 0, got {getattr(mdl, key)}")
+    for key in ("sei_hidden", "cgc_hidden", "tower_hidden", "bottom_hidden", "expert_hidden"):
+        widths = getattr(mdl, key)
+        if not widths or any(w <= 0 for w in widths):
+            raise ConfigError(f"model.{key}: must be a non-empty list of positive widths, got {list(widths)}")
+    if not 0.0 <= syn.duplicate_event_rate < 1.0:
+        raise ConfigError(
+            f"synthetic.duplicate_event_rate: must be in [0, 1), got {syn.duplicate_event_rate}"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Building dataclasses from plain data, with type checks that name the key and the file
+# --------------------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, sources: Mapping[str, str]) -> Any:
+    def fail(expected: str) -> ConfigError:
+        src = _source_of(key, sources)
+        return ConfigError(f"{key}: expected {expected}, got {value!r} (from {src})")
+
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _coerce(value, inner[0], key, sources)
+        raise fail(_type_name(tp))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise fail(f"a mapping of {tp.__name__} keys")
+        return _build(tp, value, key, sources)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise fail("true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail("an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail("a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise fail("a string")
+        return value
+    if origin is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            raise fail("a list")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{key}[{i}]", sources) for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise fail(f"a list of {len(args)} items")
+        return tuple(_coerce(v, a, f"{key}[{i}]", sources) for i, (v, a) in enumerate(zip(args, value)))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise fail("a mapping")
+        ktp, vtp = args
+        return {
+            _coerce(k, ktp, f"{key} key", sources): _coerce(v, vtp, f"{key}.{k}", sources)
+            for k, v in value.items()
+        }
+    raise ConfigError(f"{key}: unsupported config type {tp!r}")  # a bug in this module
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str, sources: Mapping[str, str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in names:
+            key = f"{prefix}.{k}" if prefix else str(k)
+            raise ConfigError(
+                f"unknown config key {key!r} (from {_source_of(key, sources)}); "
+                f"known keys{' of ' + prefix if prefix else ''}: {sorted(names)}"
+            )
+    kwargs = {
+        k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k, sources) for k, v in data.items()
+    }
+    return cls(**kwargs)
+
+
+def _source_of(key: str, sources: Mapping[str, str]) -> str:
+    parts = key.replace("[", ".").split(".")
+    for n in range(len(parts), 0, -1):
+        hit = sources.get(".".join(parts[:n]))
+        if hit:
+            return hit
+    return "defaults"
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any], origin: str, sources: dict[str, str],
+           prefix: str = "") -> dict[str, Any]:
+    """Deep-merge ``over`` into ``base``; mappings merge key by key, anything else replaces."""
+    for k, v in over.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, Mapping) and isinstance(base.get(k), dict) and not _is_leaf_mapping(key):
+            _merge(base[k], v, origin, sources, key)
+        else:
+            base[k] = v
+            sources[key] = origin
+    return base
+
+
+_LEAF_MAPPINGS = ("synthetic.traffic_share", "synthetic.ctr", "synthetic.ctcvr")
+
+
+def _is_leaf_mapping(key: str) -> bool:
+    """Mappings that are values (replaced whole, so a scenario list can shrink)."""
+    return key in _LEAF_MAPPINGS
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``'train.batch_size=2048'`` -> ``(['train', 'batch_size'], 2048)`` (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected section.key=value")
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".")]
+    if not all(parts):
+        raise ConfigError(f"override {text!r}: bad key {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML: {exc}") from None
+    return parts, value
+
+
+def default_conf_dir() -> Path:
+    """``conf/`` of the checkout, or the copy shipped inside the wheel."""
+    repo_conf = Path(__file__).resolve().parent.parent / "conf"
+    if (repo_conf / "base.yaml").is_file():
+        return repo_conf
+    return Path(__file__).resolve().parent / "resources"
+
+
+def load_config(env_file: str | Path | None = None, overrides: Sequence[str] = (),
+                base_file: str | Path | None = None) -> Config:
+    """Load base + environment file + ``--set`` overrides into a validated :class:`Config`."""
+    sources: dict[str, str] = {}
+    merged: dict[str, Any] = {}
+    base = Path(base_file) if base_file else default_conf_dir() / "base.yaml"
+    _merge(merged, _read_yaml(base), str(base), sources)
+    if env_file:
+        env = Path(env_file)
+        _merge(merged, _read_yaml(env), str(env), sources)
+    for text in overrides:
+        parts, value = parse_override(text)
+        nested: Any = value
+        for p in reversed(parts):
+            nested = {p: nested}
+        _merge(merged, nested, f"--set {text}", sources)
+    try:
+        return _build(Config, merged, "", sources)
+    except TypeError as exc:  # a dataclass refused its arguments: name what we can
+        raise ConfigError(f"invalid configuration: {exc}") from None

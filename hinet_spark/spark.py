@@ -1,0 +1,95 @@
+"""The one place a SparkSession is made.
+
+* Embedded default: a local Spark (``spark.master``) with Delta Lake enabled, Delta's jars
+  taken from ``$HINET_JARS_DIR`` (``scripts/setup.sh`` fetches them through Maven, so no
+  network is needed afterwards), warehouse and Derby files under ``storage.root``.
+* Under ``spark-submit`` or on Databricks: the session the cluster already configured
+  (its master, its catalog, its Delta); nothing here overrides it.
+
+Jobs call :func:`get_spark` and never build sessions themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from hinet_spark.config import Config
+
+logger = logging.getLogger(__name__)
+
+DELTA_VERSION = "4.0.1"
+SCALA_BINARY = "2.13"
+DELTA_JARS = (f"delta-spark_{SCALA_BINARY}-{DELTA_VERSION}.jar", f"delta-storage-{DELTA_VERSION}.jar")
+
+
+def jars_dir() -> Path:
+    return Path(os.environ.get("HINET_JARS_DIR", Path.home() / ".cache" / "hinet-spark" / "jars"))
+
+
+def delta_jar_paths() -> list[str]:
+    folder = jars_dir()
+    paths = [folder / name for name in DELTA_JARS]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise RuntimeError(
+            f"Delta Lake jars not found: {missing}. Run scripts/setup.sh (it fetches them through "
+            f"Maven) or point HINET_JARS_DIR at a folder holding {list(DELTA_JARS)}."
+        )
+    return [str(p) for p in paths]
+
+
+def on_cluster() -> bool:
+    """True under spark-submit (a JVM gateway was handed to us) or on Databricks."""
+    return bool(os.environ.get("PYSPARK_GATEWAY_PORT") or os.environ.get("DATABRICKS_RUNTIME_VERSION"))
+
+
+def build_local_session(root: str | Path, *, master: str = "local[2]", app_name: str = "hinet-spark",
+                        shuffle_partitions: int = 8, driver_memory: str = "4g",
+                        extra_conf: dict[str, str] | None = None) -> SparkSession:
+    """A local SparkSession with Delta enabled; every file it writes stays under ``root``."""
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    builder = (
+        SparkSession.builder.master(master)
+        .appName(app_name)
+        .config("spark.jars", ",".join(delta_jar_paths()))
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+        .config("spark.default.parallelism", str(max(2, shuffle_partitions)))
+        .config("spark.driver.memory", driver_memory)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.warehouse.dir", str(root / "spark-warehouse"))
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={root / 'derby'}")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
+        .config("spark.databricks.delta.snapshotPartitions", str(max(2, shuffle_partitions)))
+    )
+    for key, value in (extra_conf or {}).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def get_spark(cfg: Config) -> SparkSession:
+    """The session for a job: the cluster's when there is one, else the embedded local one."""
+    if on_cluster():
+        logger.info("using the cluster's SparkSession")
+        return SparkSession.builder.getOrCreate()
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    s = cfg.spark
+    logger.info("starting local Spark %s with Delta, tables under %s", s.master, cfg.storage.root)
+    return build_local_session(
+        cfg.storage.root, master=s.master, app_name=s.app_name,
+        shuffle_partitions=s.shuffle_partitions, driver_memory=s.driver_memory,
+        extra_conf=s.extra_conf,
+    )

@@ -1,0 +1,38 @@
+"""One session-scoped local Spark with Delta, and MLflow on a temp sqlite store."""
+
+from __future__ import annotations
+
+import pytest
+
+from hinet_spark.config import load_config
+from hinet_spark.spark import build_local_session
+
+
+@pytest.fixture(scope="session")
+def spark_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("spark")
+
+
+@pytest.fixture(scope="session")
+def spark(spark_root):
+    session = build_local_session(spark_root, master="local[2]", app_name="hinet-tests",
+                                  shuffle_partitions=2, driver_memory="2g")
+    yield session
+    session.stop()
+
+
+@pytest.fixture()
+def cfg_factory(tmp_path):
+    """A Config whose tables live under this test's temp dir, plus extra overrides."""
+
+    def make(*overrides: str):
+        return load_config(None, [f"storage.root={tmp_path / 'data'}", *overrides])
+
+    return make
+
+
+@pytest.fixture()
+def mlflow_uri(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri

@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import pytest
+
+from hinet_spark.config import Config, ConfigError, load_config, parse_override
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_base_loads_with_defaults():
+    cfg = load_config()
+    assert isinstance(cfg, Config)
+    assert cfg.scenarios.names == ("a", "b", "c", "d", "e", "f")
+    assert cfg.synthetic.traffic_share["e"] == pytest.approx(0.004)
+    assert cfg.spark.master == "local[2]"
+
+
+def test_env_file_and_overrides_layer_in_order(tmp_path):
+    env = tmp_path / "env.yaml"
+    env.write_text("spark:\n  shuffle_partitions: 3\nsynthetic:\n  days: 4\n")
+    cfg = load_config(env, ["synthetic.days=2", "storage.root=/x/y"])
+    assert cfg.spark.shuffle_partitions == 3
+    assert cfg.synthetic.days == 2  # the override beats the env file
+    assert cfg.storage.root == "/x/y"
+    assert cfg.spark.app_name == "hinet-spark"  # untouched keys keep the base value
+
+
+def test_shipped_env_files_load():
+    for name in ("local.yaml", "databricks.yaml"):
+        load_config(REPO / "conf" / name)
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    env = tmp_path / "env.yaml"
+    env.write_text("spark:\n  mastr: local[1]\n")
+    with pytest.raises(ConfigError, match=r"spark\.mastr.*env\.yaml"):
+        load_config(env)
+
+
+def test_unknown_section_from_override():
+    with pytest.raises(ConfigError, match=r"'trian'.*--set trian.batch_size=1"):
+        load_config(None, ["trian.batch_size=1"])
+
+
+def test_wrong_type_names_key_value_and_source(tmp_path):
+    env = tmp_path / "bad.yaml"
+    env.write_text("synthetic:\n  days: seven\n")
+    with pytest.raises(ConfigError, match=r"synthetic\.days: expected an integer, got 'seven' \(from .*bad\.yaml\)"):
+        load_config(env)
+    with pytest.raises(ConfigError, match=r"spark\.shuffle_partitions: expected an integer, got True"):
+        load_config(None, ["spark.shuffle_partitions=true"])
+
+
+def test_missing_file_is_named(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match="config file not found: .*nope.yaml"):
+        load_config(missing)
+
+
+def test_cross_field_checks():
+    with pytest.raises(ConfigError, match=r"synthetic\.traffic_share\.e: must be > 0, got 0\.0"):
+        load_config(None, ["synthetic.traffic_share={a: 0.5, b: 0.2, c: 0.1, d: 0.1, e: 0, f: 0.1}"])
+    with pytest.raises(ConfigError, match=r"synthetic\.ctr: keys \['a', 'b'\] must be the scenarios"):
+        load_config(None, ["synthetic.ctr={a: 0.1, b: 0.2}"])
+    with pytest.raises(ConfigError, match=r"synthetic\.ctcvr\.a: 0\.2 must be below synthetic\.ctr\.a"):
+        load_config(None, ["synthetic.ctcvr={a: 0.2, b: 0.05, c: 0.006, d: 0.005, e: 0.003, f: 0.01}"])
+    with pytest.raises(ConfigError, match="scenario_groups"):
+        load_config(None, ["synthetic.scenario_groups=[[a, b], [c, d]]"])
+
+
+def test_parse_override_parses_yaml_values():
+    assert parse_override("train.batch_size=2048") == (["train", "batch_size"], 2048)
+    assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
+    with pytest.raises(ConfigError, match="expected section.key=value"):
+        parse_override("train.batch_size")
+
+
+def test_config_is_frozen_and_flattens():
+    cfg = load_config()
+    with pytest.raises(AttributeError):
+        cfg.spark.master = "x"  # type: ignore[misc]
+    flat = cfg.flat()
+    assert flat["synthetic.ctr.a"] == "0.1256"
+    assert flat["spark.master"] == "local[2]"

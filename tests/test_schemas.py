@@ -1,0 +1,41 @@
+import datetime as dt
+
+import pytest
+from pyspark.sql import types as T
+
+from hinet_spark.schemas import SchemaError, load_schema, validate_dataframe
+
+
+def test_schemas_load_as_structs():
+    exp = load_schema("raw_exposures")
+    assert exp.partition_columns == ("dt",)
+    assert exp.struct["event_time"].dataType == T.TimestampType()
+    assert exp.struct["dt"].dataType == T.DateType()
+    assert "price" in exp.by_role("numeric") and "item_brand" in exp.by_role("categorical")
+    assert load_schema("candidates").names == exp.names
+    for name in ("raw_clicks", "raw_orders", "oracle"):
+        assert "exposure_id" in load_schema(name).names
+
+
+def test_unknown_schema_is_named():
+    with pytest.raises(SchemaError, match="no schema 'nope'"):
+        load_schema("nope")
+
+
+def test_validate_accepts_conforming_frame(spark):
+    clicks = load_schema("raw_clicks")
+    df = spark.createDataFrame(
+        [("e1", dt.datetime(2026, 1, 1, 10), dt.date(2026, 1, 1))], clicks.struct)
+    validate_dataframe(df, clicks)  # no error
+
+
+def test_validate_names_missing_and_mistyped_columns(spark):
+    orders = load_schema("raw_orders")
+    df = spark.createDataFrame([("e1", "2026-01-01 10:00:00", 3)], "exposure_id string, order_time string, amount long")
+    with pytest.raises(SchemaError) as err:
+        validate_dataframe(df, orders, "my_orders")
+    msg = str(err.value)
+    assert "my_orders" in msg
+    assert "missing columns ['dt']" in msg
+    assert "order_time (expected timestamp, got string)" in msg
+    assert "amount (expected double, got bigint)" in msg
