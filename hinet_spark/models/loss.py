@@ -1,0 +1,51 @@
+"""The training objective, Eq. 9, outside the model.
+
+    Loss = sum_i sum_j lambda_i^j * BCE_i^j
+
+where BCE_i^j is the mean binary cross-entropy of task j over scenario i's samples in the
+batch only (a scenario absent from a batch contributes nothing), and lambda_i^j defaults to
+the reciprocal of scenario i's share of the training data (the paper's rule), computed from
+the data and overridable in config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch.nn import functional as F
+
+
+def scenario_weights(counts: Sequence[int], override: Mapping[int, float] | None = None) -> torch.Tensor:
+    """lambda_i = total / count_i (reciprocal of the share); ``override`` replaces entries.
+
+    A scenario without training rows gets weight 0 (it has no loss term to weigh).
+    """
+    c = torch.tensor([float(x) for x in counts])
+    if (c < 0).any():
+        raise ValueError(f"scenario counts must be >= 0, got {list(counts)}")
+    total = c.sum()
+    if total <= 0:
+        raise ValueError("scenario counts are all zero: no training data")
+    w = torch.where(c > 0, total / c.clamp_min(1.0), torch.zeros_like(c))
+    for i, v in (override or {}).items():
+        w[i] = float(v)
+    return w
+
+
+def hinet_loss(logits: torch.Tensor, labels: torch.Tensor, scenario: torch.Tensor,
+               weights: torch.Tensor, task_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 9. logits, labels [B, T]; scenario [B]; weights [M] (lambda_i); task_weights [T].
+
+    lambda_i^j = weights[i] * task_weights[j] (task weights default to 1).
+    """
+    m, t = weights.shape[0], logits.shape[1]
+    bce = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="none")  # [B, T]
+    sums = bce.new_zeros(m, t).index_add_(0, scenario, bce)  # per scenario, per task
+    counts = torch.bincount(scenario, minlength=m).to(bce.dtype)  # [M]
+    means = sums / counts.clamp_min(1.0).unsqueeze(1)  # mean over the scenario's samples
+    lam = weights.to(bce.dtype).unsqueeze(1)
+    if task_weights is not None:
+        lam = lam * task_weights.to(bce.dtype).unsqueeze(0)
+    present = (counts > 0).to(bce.dtype).unsqueeze(1)
+    return (lam * means * present).sum()

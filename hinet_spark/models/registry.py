@@ -1,0 +1,50 @@
+"""Model names (``model.name`` in config) -> constructors."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from torch import nn
+
+from hinet_spark.models.baselines import MMoE, PLE, STAR, FlatCGC, HMoE, SharedBottom
+from hinet_spark.models.hinet import HiNet
+from hinet_spark.models.spec import ModelSpec
+
+
+def _hinet_variant(**flags: bool) -> Callable[[ModelSpec], nn.Module]:
+    def build(spec: ModelSpec) -> nn.Module:
+        return HiNet(dataclasses.replace(spec, config=dataclasses.replace(spec.config, **flags)))
+
+    return build
+
+
+MODELS: dict[str, Callable[[ModelSpec], nn.Module]] = {
+    "hinet": HiNet,
+    # Table III ablations
+    "hinet_no_hierarchy": FlatCGC,
+    "hinet_no_san": _hinet_variant(use_san=False),
+    "hinet_no_task_gating": _hinet_variant(task_gating=False),
+    "hinet_no_scenario_gating": _hinet_variant(scenario_gating=False),
+    "hinet_no_gating": _hinet_variant(scenario_gating=False, task_gating=False),
+    # Table II baselines
+    "shared_bottom": SharedBottom,
+    "mmoe": MMoE,
+    "ple": PLE,
+    "hmoe": HMoE,
+    "star": STAR,
+}
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """The model named by ``spec.config.name``."""
+    try:
+        factory = MODELS[spec.config.name]
+    except KeyError:
+        raise ValueError(f"model.name: unknown model {spec.config.name!r}; known: {sorted(MODELS)}") from None
+    return factory(spec)
+
+
+def count_parameters(model: nn.Module, include_embeddings: bool = True) -> int:
+    return sum(p.numel() for name, p in model.named_parameters()
+               if include_embeddings or not name.startswith("embedding."))
