@@ -81,12 +81,12 @@ class LoopHiNet(nn.Module):
         def copy_mlp(dst: nn.Sequential, stacked, e: int) -> None:
             linears = [mod for mod in dst if isinstance(mod, nn.Linear)]
             for lin, layer in zip(linears, stacked.layers):
-                lin.weight.copy_(layer.weight[e].t())
-                lin.bias.copy_(layer.bias[e, 0])
+                copy_linear(lin, layer, e)
 
         def copy_linear(dst: nn.Linear, stacked, e: int) -> None:
-            dst.weight.copy_(stacked.weight[e].t())
-            dst.bias.copy_(stacked.bias[e, 0])
+            w, b = stacked.expert(e)
+            dst.weight.copy_(w)
+            dst.bias.copy_(b)
 
         self.embedding.load_state_dict(vec.embedding.state_dict())
         for k in range(self.k):

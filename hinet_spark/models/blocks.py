@@ -44,28 +44,37 @@ class MLP(nn.Sequential):
         self.out_dim = in_dim
 
 
-def _linear_init(n: int, in_dim: int, out_dim: int) -> tuple[nn.Parameter, nn.Parameter]:
-    """``n`` weight/bias pairs initialised like ``nn.Linear`` (uniform +-1/sqrt(in))."""
-    bound = 1.0 / math.sqrt(in_dim)
-    w = nn.Parameter(torch.empty(n, in_dim, out_dim).uniform_(-bound, bound))
-    b = nn.Parameter(torch.empty(n, 1, out_dim).uniform_(-bound, bound))
-    return w, b
-
-
 class StackedLinear(nn.Module):
-    """``E`` linear maps of one shape: x [B, in] (shared) or [E, B, in] -> [E, B, out]."""
+    """``E`` linear maps of one shape: x [B, in] (shared) or [E', B, in] -> [E', B, out].
+
+    The weight is stored [in, E, out] so that a shared input needs one ``addmm`` against the
+    free view [in, E * out]; per-expert inputs use ``baddbmm`` on the [E, in, out] view.
+    ``experts=(first, count)`` applies only that contiguous block of the stack (E' = count),
+    which is how a scenario's own experts are evaluated on that scenario's samples.
+    Initialised like ``nn.Linear`` (uniform +-1/sqrt(in)) for every expert.
+    """
 
     def __init__(self, n: int, in_dim: int, out_dim: int) -> None:
         super().__init__()
         self.n, self.in_dim, self.out_dim = n, in_dim, out_dim
-        self.weight, self.bias = _linear_init(n, in_dim, out_dim)
+        bound = 1.0 / math.sqrt(in_dim)
+        self.weight = nn.Parameter(torch.empty(in_dim, n, out_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n, out_dim).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def expert(self, e: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expert e's (weight [out, in], bias [out]), as ``nn.Linear`` holds them."""
+        return self.weight[:, e].t(), self.bias[e]
+
+    def forward(self, x: torch.Tensor, experts: tuple[int, int] | None = None) -> torch.Tensor:
+        w, b = self.weight, self.bias
+        if experts is not None:
+            first, count = experts
+            w, b = w[:, first:first + count], b[first:first + count]
+        e = w.shape[1]
         if x.dim() == 2:  # one GEMM for all experts: [B, in] @ [in, E * out]
-            flat = self.weight.permute(1, 0, 2).reshape(self.in_dim, self.n * self.out_dim)
-            y = (x @ flat).view(x.shape[0], self.n, self.out_dim).transpose(0, 1)
-            return y + self.bias
-        return torch.baddbmm(self.bias, x, self.weight)
+            y = torch.addmm(b.reshape(1, -1), x, w.reshape(self.in_dim, e * self.out_dim))
+            return y.view(x.shape[0], e, self.out_dim).transpose(0, 1)
+        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(0, 1))
 
 
 class StackedMLP(nn.Module):
@@ -77,9 +86,9 @@ class StackedMLP(nn.Module):
         self.layers = nn.ModuleList(StackedLinear(n, a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.out_dim = dims[-1]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, experts: tuple[int, int] | None = None) -> torch.Tensor:
         for layer in self.layers:
-            x = torch.relu(layer(x))
+            x = torch.relu(layer(x, experts))
         return x
 
 
@@ -91,8 +100,8 @@ class StackedTower(nn.Module):
         self.mlp = StackedMLP(n, in_dim, hidden)
         self.out = StackedLinear(n, self.mlp.out_dim, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.mlp(x)).squeeze(-1)
+    def forward(self, x: torch.Tensor, experts: tuple[int, int] | None = None) -> torch.Tensor:
+        return self.out(self.mlp(x, experts), experts).squeeze(-1)
 
 
 def mix(weights: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
@@ -104,6 +113,20 @@ def gather_rows(per_group: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Row b of group index[b, k]: per_group [G, B, ...], index [B, K] -> [K, B, ...]."""
     rows = torch.arange(per_group.shape[1], device=index.device)
     return per_group[index.t(), rows.unsqueeze(0)]
+
+
+def scenario_segments(scenario: torch.Tensor, n_scenarios: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Group a batch by scenario: (order, inverse, counts).
+
+    ``x[order]`` lists scenario 0's samples first, then scenario 1's...; ``y[inverse]``
+    puts rows computed in that order back in batch order; ``counts[i]`` is the size of
+    scenario i's segment.
+    """
+    order = torch.argsort(scenario, stable=True)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+    counts = torch.bincount(scenario, minlength=n_scenarios).tolist()
+    return order, inverse, counts
 
 
 def own_heads(scenario: torch.Tensor, n_tasks: int) -> torch.Tensor:

@@ -10,12 +10,14 @@ Forward pass, for a batch of B samples each with its scenario index s_b:
     T_i^j  = softmax(W_i^j C_i) [E_th^i || E_tp^ij]    [B, T, H']    Eq. 6-7 (CGC of scenario i)
     y_i^j  = tower_i^j(T_i^j)                          [B, T]        Eq. 8 (logits)
 
-Each sample takes its own scenario's path (i = s_b). All sub-experts of all SEIs are one
-batched matmul per layer; the CGC experts, gates and towers of all scenarios are computed
-as stacked ops and each sample's own scenario is gathered, so no Python loop runs over
-samples, experts or scenarios. Gathering makes the gradient of a scenario-i sample reach
-only scenario i's CGC and towers (the other scenarios' SEIs still receive it through SAN,
-as Eq. 4 says).
+Each sample takes its own scenario's path (i = s_b). All sub-experts of all SEIs (the shared
+one and every scenario's) are one batched matmul per layer, on every sample (SAN needs every
+S_m). The task extraction layer is routed: the batch is sorted by scenario once, and each
+scenario's CGC experts, gates and towers run as stacked ops (all experts of that scenario in
+one matmul per layer) on that scenario's segment only. So no Python loop runs over samples or
+experts; one short loop runs over the M scenarios' segments, and no FLOP is spent on another
+scenario's CGC. A scenario-i sample's gradient reaches only scenario i's CGC and towers (the
+other scenarios' SEIs still receive it through SAN, as Eq. 4 says).
 
 Ablations of Table III are flags of the same module (``use_san``, ``scenario_gating``,
 ``task_gating``); "w/o hierarchy" is :class:`FlatCGC` in ``baselines.py``.
@@ -33,7 +35,7 @@ from hinet_spark.models.blocks import (
     StackedTower,
     gather_rows,
     mix,
-    own_heads,
+    scenario_segments,
 )
 from hinet_spark.models.spec import ModelSpec
 
@@ -103,11 +105,11 @@ class SAN(nn.Module):
 
 
 class ScenarioCGC(nn.Module):
-    """One CGC per scenario (Eq. 6-7), all scenarios stacked.
+    """One CGC per scenario (Eq. 6-7), the weights of all scenarios stacked.
 
     Scenario i has ``m`` task-shared experts and ``n`` task-specific experts per task; task
-    j's gate sees ``m + n`` experts (shared ones, then its own). Input C [B, in] with each
-    sample's own scenario s_b -> T [T, B, H'] for that scenario.
+    j's gate sees ``m + n`` experts (the shared ones, then its own). ``forward(c, i)`` takes
+    the representations C_i [n_i, in] of scenario i's samples -> T_i [T, n_i, H'].
     """
 
     def __init__(self, n_scenarios: int, n_tasks: int, n_shared: int, n_specific: int,
@@ -123,22 +125,17 @@ class ScenarioCGC(nn.Module):
                for j in range(n_tasks)]
         self.register_buffer("task_experts", torch.tensor(sel, dtype=torch.long), persistent=False)
 
-    def gate_weights(self, c: torch.Tensor, scenario: torch.Tensor) -> torch.Tensor:
-        """delta_i^j(C_i): [T, B, m + n], each a softmax (uniform without task gating)."""
+    def gate_weights(self, c: torch.Tensor, i: int) -> torch.Tensor:
+        """delta_i^j(C_i): [T, n_i, m + n], each a softmax (uniform without task gating)."""
         k = self.n_shared + self.n_specific
         if self.gates is None:
             return c.new_full((self.t, c.shape[0], k), 1.0 / k)
-        logits = self.gates(c)  # [M*T, B, k]
-        return torch.softmax(gather_rows(logits, own_heads(scenario, self.t)), dim=-1)
+        return torch.softmax(self.gates(c, (i * self.t, self.t)), dim=-1)
 
-    def forward(self, c: torch.Tensor, scenario: torch.Tensor) -> torch.Tensor:
-        experts = self.experts(c)  # [M*E, B, H]
-        # each sample's own scenario's experts: index s_b * E + e  -> [E, B, H]
-        own = scenario.unsqueeze(1) * self.per_scenario + torch.arange(self.per_scenario, device=c.device)
-        experts = gather_rows(experts, own)
-        weights = self.gate_weights(c, scenario)  # [T, B, k]
-        chosen = experts[self.task_experts]  # [T, k, B, H]
-        return torch.einsum("tbk,tkbh->tbh", weights, chosen)
+    def forward(self, c: torch.Tensor, i: int) -> torch.Tensor:
+        experts = self.experts(c, (i * self.per_scenario, self.per_scenario))  # [E, n_i, H]
+        chosen = experts[self.task_experts]  # [T, m + n, n_i, H]
+        return torch.einsum("tbk,tkbh->tbh", self.gate_weights(c, i), chosen)
 
 
 class HiNet(nn.Module):
@@ -176,14 +173,19 @@ class HiNet(nn.Module):
 
     def forward(self, ids: torch.Tensor, scenario: torch.Tensor) -> torch.Tensor:
         x = self.embedding(ids)
-        c = self.scenario_representation(x, scenario)
-        t = self.cgc(c, scenario)  # [T, B, H']
-        heads = own_heads(scenario, self.spec.n_tasks)  # [B, T]
-        # all M*T towers would be [M*T, B]; evaluate only the own scenario's T towers by
-        # feeding task j's representation to every scenario's tower j, then gathering.
-        per_task = t.repeat(self.spec.n_scenarios, 1, 1)  # [M*T, B, H'] (head m*T+j <- task j)
-        logits = self.towers(per_task)  # [M*T, B]
-        return gather_rows(logits, heads).t()  # [B, T]
+        c = self.scenario_representation(x, scenario)  # [B, 3H]
+        # Task extraction layer: each scenario's CGC and towers run on that scenario's
+        # samples only (a contiguous segment after sorting by scenario).
+        n_tasks = self.spec.n_tasks
+        order, inverse, counts = scenario_segments(scenario, self.spec.n_scenarios)
+        c_sorted = c[order]
+        out, start = [], 0
+        for i, n in enumerate(counts):
+            if n:
+                t = self.cgc(c_sorted[start:start + n], i)  # T_i^j: [T, n_i, H']
+                out.append(self.towers(t, (i * n_tasks, n_tasks)).t())  # y_i^j: [n_i, T]
+                start += n
+        return torch.cat(out)[inverse]  # [B, T] in batch order
 
     def san_matrix(self) -> torch.Tensor | None:
         return None if self.san is None else self.san.weight_matrix()
