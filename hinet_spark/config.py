@@ -68,6 +68,8 @@ class StorageSection:
             "oracle": "oracle",
             "candidates": "candidates",
             "synthetic_staging": "_synthetic_staging",
+            "samples": "samples",
+            "quarantine": "quarantine",
         }
     )
 
@@ -112,6 +114,24 @@ class SyntheticSection:
 
 
 @dataclass(frozen=True)
+class FeaturesSection:
+    """The feature pipeline (docs/features.md): labels, bucketizing, vocabularies."""
+
+    numeric: tuple[str, ...] = ("price", "distance_km", "hour_of_day", "user_activity_30d", "item_rating")
+    categorical: tuple[str, ...] = ("user_city", "user_age_group", "user_gender", "device_type",
+                                    "item_category", "item_brand")
+    hashed: dict[str, int] = field(default_factory=lambda: {"user_id": 50_000, "item_id": 20_000})
+    numeric_buckets: int = 20
+    quantile_relative_error: float = 0.001
+    min_count: int = 5
+    fit_start: str | None = None  # None: the first date of the build range
+    fit_end: str | None = None  # None: the last date of the build range
+    click_window_hours: int = 24
+    order_window_hours: int = 72
+    spec_path: str | None = None  # None: <storage.root>/feature_spec.json
+
+
+@dataclass(frozen=True)
 class ModelSection:
     """Model choice and sizes (docs/model.md). ``name`` is a key of the model registry."""
 
@@ -147,6 +167,7 @@ class Config:
     storage: StorageSection = field(default_factory=StorageSection)
     scenarios: ScenarioSection = field(default_factory=ScenarioSection)
     synthetic: SyntheticSection = field(default_factory=SyntheticSection)
+    features: FeaturesSection = field(default_factory=FeaturesSection)
     model: ModelSection = field(default_factory=ModelSection)
     mlflow: MlflowSection = field(default_factory=MlflowSection)
 
@@ -220,6 +241,22 @@ def _validate(cfg: Config) -> None:
             f"synthetic.scenario_groups: {[list(g) for g in syn.scenario_groups]} must place "
             f"every scenario of {list(names)} in exactly one group"
         )
+    fe = cfg.features
+    for key in ("numeric_buckets", "min_count", "click_window_hours", "order_window_hours"):
+        if getattr(fe, key) <= 0:
+            raise ConfigError(f"features.{key}: must be > 0, got {getattr(fe, key)}")
+    if not 0.0 <= fe.quantile_relative_error < 0.5:
+        raise ConfigError(f"features.quantile_relative_error: must be in [0, 0.5), got {fe.quantile_relative_error}")
+    for name, buckets in fe.hashed.items():
+        if buckets <= 0:
+            raise ConfigError(f"features.hashed.{name}: must be > 0 buckets, got {buckets}")
+    names_seen = [*fe.numeric, *fe.categorical, *fe.hashed]
+    dupes = sorted({n for n in names_seen if names_seen.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"features: {dupes} listed more than once across numeric/categorical/hashed")
+    for key in ("fit_start", "fit_end"):
+        if getattr(fe, key) is not None:
+            _parse_date(f"features.{key}", getattr(fe, key))
     mdl = cfg.model
     for key in ("embedding_dim", "sei_experts", "scenario_emb_dim", "task_shared_experts",
                 "task_specific_experts", "n_experts", "ple_levels"):
@@ -335,7 +372,7 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any], origin: str, sources: 
     return base
 
 
-_LEAF_MAPPINGS = ("synthetic.traffic_share", "synthetic.ctr", "synthetic.ctcvr")
+_LEAF_MAPPINGS = ("synthetic.traffic_share", "synthetic.ctr", "synthetic.ctcvr", "features.hashed")
 
 
 def _is_leaf_mapping(key: str) -> bool:

@@ -305,9 +305,10 @@ def calibrate(spark: SparkSession, cfg: Config) -> tuple[list[float], list[float
     for i, name in enumerate(names):
         part = pdf[pdf["_sidx"] == i]
         zc, zv = part["_z_ctr"].to_numpy(), part["_z_cvr"].to_numpy()
-        bi = _solve_intercept(syn.ctr[name], lambda x: float(_sigmoid(x + zc).mean()))
+        bi = _solve_intercept(syn.ctr[name], lambda x, zc=zc: float(_sigmoid(x + zc).mean()))
         p_ctr = _sigmoid(bi + zc)
-        ci = _solve_intercept(syn.ctcvr[name], lambda x: float((p_ctr * _sigmoid(x + zv)).mean()))
+        ci = _solve_intercept(syn.ctcvr[name],
+                              lambda x, p=p_ctr, zv=zv: float((p * _sigmoid(x + zv)).mean()))
         b.append(bi)
         c.append(ci)
     logger.info("calibrated intercepts: ctr %s, cvr %s",

@@ -14,10 +14,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from hinet_spark.cli import base_parser, run_job
-from hinet_spark.config import Config
 from pyspark.sql import functions as F
 
+from hinet_spark.cli import base_parser, run_job
+from hinet_spark.config import Config
 from hinet_spark.io import drop_table, read_table, write_table
 from hinet_spark.spark import get_spark
 from hinet_spark.synthetic import date_range, generate, split

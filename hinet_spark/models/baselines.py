@@ -127,7 +127,7 @@ class PLE(_MultiHead):
         self.build_towers(d)
 
     def forward(self, ids: torch.Tensor, scenario: torch.Tensor) -> torch.Tensor:
-        hh, ns, npe = self.n_heads, self.n_shared, self.n_specific
+        hh, npe = self.n_heads, self.n_specific
         x = self.embedding(ids)
         shared_in = x
         head_in = x.expand(hh, *x.shape)  # [Hh, B, d]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from hinet_spark.models.baselines import MMoE, PLE, STAR, FlatCGC, HMoE, SharedBottom
+from hinet_spark.models.baselines import PLE, STAR, FlatCGC, HMoE, MMoE, SharedBottom
 from hinet_spark.models.hinet import HiNet
 from hinet_spark.models.spec import ModelSpec
 

@@ -1,0 +1,254 @@
+"""Pure DataFrame -> DataFrame steps of the feature pipeline (no reads, no writes).
+
+* :func:`check_exposures` splits exposures into good rows and quarantined rows with a reason;
+* :func:`tag_clicks` / :func:`tag_orders` / :func:`labels` turn clicks and orders into CTR
+  and CTCVR labels, and every event that does not become (part of) a label into a
+  quarantined row with a reason (:func:`event_quarantine`);
+* :func:`fit_spec` fits bucket boundaries and vocabularies with Spark aggregations;
+* :func:`apply_spec` maps raw feature columns to ids (shared by training and scoring).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import pandas as pd
+from pyspark.ml.feature import Bucketizer
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from hinet_spark.config import FeaturesSection
+from hinet_spark.feature_spec import FIRST_ID, NULL_ID, OOV_ID, FeatureSpec
+
+logger = logging.getLogger(__name__)
+
+EXPOSURE_KEYS = ("exposure_id", "request_id", "user_id", "item_id", "scenario", "event_time")
+QUARANTINE_COLUMNS = ("source", "reason", "exposure_id", "record", "dt")
+
+
+def _first_reason(checks: Sequence[tuple[Column, str]]) -> Column:
+    """The reason of the first failing check, or null when all pass."""
+    out: Column = F.lit(None).cast("string")
+    for failed, reason in reversed(list(checks)):
+        out = F.when(failed, F.lit(reason)).otherwise(out)
+    return out
+
+
+def quarantine_rows(df: DataFrame, source: str, reason: Column | str, dt: Column | str) -> DataFrame:
+    """Rows in the quarantine table's shape; the whole original row is kept as JSON."""
+    reason_col = F.col(reason) if isinstance(reason, str) else reason
+    dt_col = F.col(dt) if isinstance(dt, str) else dt
+    payload = F.to_json(F.struct(*[F.col(c) for c in df.columns if not c.startswith("_")]))
+    return df.select(
+        F.lit(source).alias("source"),
+        reason_col.alias("reason"),
+        F.col("exposure_id").cast("string").alias("exposure_id"),
+        payload.alias("record"),
+        dt_col.cast("date").alias("dt"),
+    )
+
+
+def check_exposures(exposures: DataFrame, scenarios: Sequence[str],
+                    numeric: Sequence[str]) -> tuple[DataFrame, DataFrame]:
+    """(good exposures, quarantined rows). Reasons, first match wins:
+
+    ``null_key:<col>``, ``unknown_scenario``, ``bad_numeric:<col>`` (negative or NaN; a
+    null numeric is allowed and gets the null id), ``duplicate_exposure`` (same id seen
+    again: the earliest event is kept).
+    """
+    checks = [(F.col(k).isNull(), f"null_key:{k}") for k in EXPOSURE_KEYS]
+    checks.append((~F.col("scenario").isin(*scenarios), "unknown_scenario"))
+    for c in numeric:
+        x = F.col(c).cast("double")
+        checks.append((F.isnan(x) | (x < 0), f"bad_numeric:{c}"))
+    first = Window.partitionBy("exposure_id").orderBy(F.col("event_time").asc_nulls_last())
+    tagged = exposures.select(
+        "*",
+        _first_reason(checks).alias("_reason"),
+        F.row_number().over(first).alias("_rank"),
+    )
+    tagged = tagged.withColumn(
+        "_reason",
+        F.when(F.col("_reason").isNull() & F.col("exposure_id").isNotNull() & (F.col("_rank") > 1),
+               F.lit("duplicate_exposure")).otherwise(F.col("_reason")),
+    )
+    good = tagged.where(F.col("_reason").isNull()).drop("_reason", "_rank")
+    bad = quarantine_rows(tagged.where(F.col("_reason").isNotNull()), "raw_exposures", "_reason", "dt")
+    return good, bad
+
+
+def _scope_events(events: DataFrame, exposures_all: DataFrame, start: str, end: str) -> DataFrame:
+    """Tag each event with its exposure (if any); keep the events this run accounts for.
+
+    An event belongs to the run that builds its exposure's date; an event whose exposure does
+    not exist (or whose key is null) belongs to the run that covers the event's own date.
+    """
+    joined = events.alias("e").join(
+        exposures_all.alias("x"), F.col("e.exposure_id") == F.col("x.exposure_id"), "left"
+    ).select("e.*", F.col("x.dt").alias("_exp_dt"), F.col("x.event_time").alias("_exp_time"),
+             F.col("x._good").alias("_exp_good"))
+    scope_dt = F.coalesce(F.col("_exp_dt"), F.col("dt"))
+    return joined.withColumn("_scope_dt", scope_dt).where(
+        (F.col("_scope_dt") >= F.lit(start).cast("date")) & (F.col("_scope_dt") <= F.lit(end).cast("date")))
+
+
+def _tag(events: DataFrame, checks: Sequence[tuple[Column, str]], time_col: str) -> DataFrame:
+    """``_reason`` = first failing check; among an exposure's valid events all but the
+    earliest become ``duplicate_event``."""
+    tagged = events.withColumn("_reason", _first_reason(checks))
+    rank = Window.partitionBy("exposure_id", F.col("_reason").isNull()).orderBy(time_col)
+    return tagged.withColumn("_rank", F.row_number().over(rank)).withColumn(
+        "_reason", F.when(F.col("_reason").isNull() & (F.col("_rank") > 1), F.lit("duplicate_event"))
+        .otherwise(F.col("_reason"))).drop("_rank")
+
+
+def tag_clicks(clicks: DataFrame, exposures_all: DataFrame, start: str, end: str,
+               window_s: int) -> DataFrame:
+    """The clicks this run accounts for, each with ``_reason`` (null: the click is the label).
+
+    ``exposures_all``: exposure_id, event_time, dt, _good for every raw exposure the events
+    may point to (the build range widened by the attribution windows), one row per id.
+    A click counts if at or after its exposure and within ``window_s``. Reasons:
+    ``null_key``, ``orphan_event`` (no such exposure), ``exposure_rejected`` (the exposure
+    is quarantined), ``outside_window``, ``duplicate_event``.
+    """
+    scoped = _scope_events(clicks, exposures_all, start, end)
+    return _tag(scoped, [
+        (F.col("exposure_id").isNull() | F.col("click_time").isNull(), "null_key"),
+        (F.col("_exp_dt").isNull(), "orphan_event"),
+        (~F.col("_exp_good"), "exposure_rejected"),
+        ((F.col("click_time") < F.col("_exp_time"))
+         | (F.col("click_time") > F.col("_exp_time") + F.expr(f"INTERVAL {window_s} SECONDS")),
+         "outside_window"),
+    ], "click_time")
+
+
+def first_clicks(tagged_clicks: DataFrame) -> DataFrame:
+    """exposure_id, _click_time: the attributed click of each clicked exposure."""
+    return tagged_clicks.where(F.col("_reason").isNull()).select(
+        "exposure_id", F.col("click_time").alias("_click_time"))
+
+
+def tag_orders(orders: DataFrame, exposures_all: DataFrame, clicks: DataFrame, start: str, end: str,
+               window_s: int) -> DataFrame:
+    """Like :func:`tag_clicks` for orders; ``clicks`` is :func:`first_clicks`' output.
+
+    An order counts if at or after the attributed click and within ``window_s`` of it; extra
+    reason ``order_without_click``.
+    """
+    scoped = _scope_events(orders, exposures_all, start, end).join(clicks, "exposure_id", "left")
+    return _tag(scoped, [
+        (F.col("exposure_id").isNull() | F.col("order_time").isNull(), "null_key"),
+        (F.col("_exp_dt").isNull(), "orphan_event"),
+        (~F.col("_exp_good"), "exposure_rejected"),
+        (F.col("_click_time").isNull() | (F.col("order_time") < F.col("_click_time")), "order_without_click"),
+        (F.col("order_time") > F.col("_click_time") + F.expr(f"INTERVAL {window_s} SECONDS"),
+         "outside_window"),
+    ], "order_time")
+
+
+def labels(tagged_clicks: DataFrame, tagged_orders: DataFrame) -> DataFrame:
+    """exposure_id, label_ctr, label_ctcvr for every exposure with an attributed click."""
+    ordered = tagged_orders.where(F.col("_reason").isNull()).select("exposure_id", F.lit(1).alias("_ordered"))
+    return (
+        first_clicks(tagged_clicks).select("exposure_id", F.lit(1).alias("label_ctr"))
+        .join(ordered, "exposure_id", "left")
+        .select("exposure_id", "label_ctr", F.coalesce("_ordered", F.lit(0)).alias("label_ctcvr"))
+    )
+
+
+def event_quarantine(tagged_clicks: DataFrame, tagged_orders: DataFrame) -> DataFrame:
+    def q(df: DataFrame, source: str) -> DataFrame:
+        return quarantine_rows(df.where(F.col("_reason").isNotNull()), source, "_reason", "_scope_dt")
+
+    return q(tagged_clicks, "raw_clicks").unionByName(q(tagged_orders, "raw_orders"))
+
+
+def fit_spec(exposures: DataFrame, fc: FeaturesSection, scenarios: Sequence[str],
+             fit_window: tuple[str, str]) -> FeatureSpec:
+    """Fit boundaries and vocabularies on ``exposures`` (already restricted to the window).
+
+    Quantiles come from ``approxQuantile`` and vocabularies from one grouped count; only
+    those aggregates reach the driver.
+    """
+    n = fc.numeric_buckets
+    probs = [i / n for i in range(1, n)]
+    numeric: dict[str, tuple[float, ...]] = {}
+    if fc.numeric:
+        cols = [F.col(c).cast("double").alias(c) for c in fc.numeric]
+        quantiles = exposures.select(*cols).approxQuantile(list(fc.numeric), probs, fc.quantile_relative_error)
+        for name, qs in zip(fc.numeric, quantiles):
+            numeric[name] = tuple(sorted({float(q) for q in qs}))
+    categorical: dict[str, tuple[str, ...]] = {name: () for name in fc.categorical}
+    if fc.categorical:
+        pairs = F.explode(F.array(*[
+            F.struct(F.lit(c).alias("feature"), F.col(c).cast("string").alias("value")) for c in fc.categorical
+        ])).alias("p")
+        counts = (
+            exposures.select(pairs).select("p.feature", "p.value").where(F.col("value").isNotNull())
+            .groupBy("feature", "value").count().where(F.col("count") >= fc.min_count)
+            .collect()
+        )
+        by_feature: dict[str, list[tuple[int, str]]] = {name: [] for name in fc.categorical}
+        for row in counts:
+            by_feature[row["feature"]].append((-int(row["count"]), row["value"]))
+        categorical = {name: tuple(v for _, v in sorted(vals)) for name, vals in by_feature.items()}
+    return FeatureSpec(
+        scenarios=tuple(scenarios),
+        numeric=numeric,
+        categorical=categorical,
+        hashed=dict(fc.hashed),
+        fit_window=fit_window,
+        min_count=fc.min_count,
+    )
+
+
+def bucket_ids(df: DataFrame, numeric: dict[str, tuple[float, ...]]) -> DataFrame:
+    """Add ``f_<name>``: 0 for null, else 1 + the number of boundaries <= x.
+
+    Uses Spark ML's Bucketizer (a binary search per value) on a double copy of each column.
+    """
+    if not numeric:
+        return df
+    names = list(numeric)
+    tmp = df.select("*", *[F.col(n).cast("double").alias(f"_d_{n}") for n in names])
+    bucketizer = Bucketizer(
+        inputCols=[f"_d_{n}" for n in names], outputCols=[f"_b_{n}" for n in names],
+        splitsArray=[[float("-inf"), *numeric[n], float("inf")] for n in names], handleInvalid="keep")
+    out = bucketizer.transform(tmp)
+    for n in names:
+        out = out.withColumn(f"f_{n}", F.when(F.col(f"_d_{n}").isNull(), F.lit(NULL_ID))
+                             .otherwise(F.col(f"_b_{n}") + 1).cast("int"))
+    return out.drop(*[f"_d_{n}" for n in names], *[f"_b_{n}" for n in names])
+
+
+def apply_spec(df: DataFrame, spec: FeatureSpec) -> DataFrame:
+    """Add ``scenario_idx`` and one int id column ``f_<feature>`` per feature of the spec.
+
+    Categorical vocabularies are joined as small broadcast tables (no giant literal maps).
+    Rows are neither added nor dropped.
+    """
+    spark = df.sparkSession
+    out = df.withColumn(
+        "scenario_idx", (F.array_position(F.array(*[F.lit(s) for s in spec.scenarios]), F.col("scenario")) - 1)
+        .cast("int"))
+    out = bucket_ids(out, spec.numeric)
+    for name, vocab in spec.categorical.items():
+        table = spark.createDataFrame(pd.DataFrame({
+            f"_v_{name}": pd.Series(vocab, dtype="object"),
+            f"_id_{name}": pd.Series(range(FIRST_ID, FIRST_ID + len(vocab)), dtype="int32"),
+        }), f"`_v_{name}` string, `_id_{name}` int")
+        out = out.join(F.broadcast(table), F.col(name).cast("string") == F.col(f"_v_{name}"), "left")
+        out = out.withColumn(
+            f"f_{name}",
+            F.when(F.col(name).isNull(), F.lit(NULL_ID))
+            .otherwise(F.coalesce(F.col(f"_id_{name}"), F.lit(OOV_ID))).cast("int"),
+        ).drop(f"_v_{name}", f"_id_{name}")
+    for name, buckets in spec.hashed.items():
+        out = out.withColumn(
+            f"f_{name}",
+            F.when(F.col(name).isNull(), F.lit(NULL_ID))
+            .otherwise(F.pmod(F.xxhash64(F.col(name).cast("string")), F.lit(buckets)) + FIRST_ID).cast("int"),
+        )
+    return out

@@ -1,0 +1,192 @@
+"""The feature pipeline end to end: raw logs of a date range -> the samples Delta table.
+
+Reads raw_exposures, raw_clicks and raw_orders, checks them against ``schemas/`` (stopping
+before any write), quarantines bad rows with a reason, attributes labels, fits or reuses the
+feature spec, and replaces exactly the built dates in ``samples`` (partitioned by scenario
+and dt) and ``quarantine`` (partitioned by source and dt). Every row read is either written
+or quarantined; :class:`BuildReport` holds the counts and :func:`build_samples` checks
+that they reconcile.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from hinet_spark.config import Config
+from hinet_spark.feature_spec import FeatureSpec, FeatureSpecError
+from hinet_spark.features import (
+    apply_spec,
+    check_exposures,
+    event_quarantine,
+    first_clicks,
+    fit_spec,
+    labels,
+    tag_clicks,
+    tag_orders,
+)
+from hinet_spark.io import read_table, write_table
+from hinet_spark.schemas import load_schema, validate_dataframe
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_KEYS = ("exposure_id", "request_id", "user_id", "item_id", "scenario", "scenario_idx",
+               "event_time", "dt")
+LABELS = ("label_ctr", "label_ctcvr")
+
+
+class EmptyInputError(ValueError):
+    """A date range holds no rows to build from."""
+
+
+class ReconciliationError(RuntimeError):
+    """Rows read != rows written + rows quarantined (a bug: nothing may be lost)."""
+
+
+@dataclass
+class BuildReport:
+    start: str
+    end: str
+    spec_hash: str
+    spec_fitted: bool
+    # per scenario: exposures read, samples written, clicks (label_ctr=1), orders (label_ctcvr=1)
+    per_scenario: dict[str, dict[str, int]] = field(default_factory=dict)
+    # per source table: rows this run accounts for, rows used, rows quarantined by reason
+    read: dict[str, int] = field(default_factory=dict)
+    used: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def check(self) -> None:
+        for source, n in self.read.items():
+            q = sum(self.quarantined.get(source, {}).values())
+            if n != self.used.get(source, 0) + q:
+                raise ReconciliationError(
+                    f"{source}: read {n} rows but used {self.used.get(source, 0)} + quarantined {q}")
+
+
+def spec_path(cfg: Config) -> Path:
+    return Path(cfg.features.spec_path or Path(cfg.storage.root) / "feature_spec.json")
+
+
+def parse_range(start: str, end: str) -> tuple[dt.date, dt.date]:
+    try:
+        a, b = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    except ValueError:
+        raise ValueError(f"dates must be YYYY-MM-DD, got start={start!r} end={end!r}") from None
+    if a > b:
+        raise ValueError(f"empty date range: start {start} is after end {end}")
+    return a, b
+
+
+def _in_range(col: str, a: dt.date, b: dt.date) -> F.Column:
+    return (F.col(col) >= F.lit(a.isoformat()).cast("date")) & (F.col(col) <= F.lit(b.isoformat()).cast("date"))
+
+
+def load_or_fit_spec(cfg: Config, good_exposures: DataFrame, start: str, end: str,
+                     refit: bool) -> tuple[FeatureSpec, bool]:
+    """Reuse the stored spec unless ``refit`` or none exists yet; then fit and store one."""
+    path = spec_path(cfg)
+    if path.is_file() and not refit:
+        spec = FeatureSpec.load(path)
+        if spec.scenarios != tuple(cfg.scenarios.names):
+            raise FeatureSpecError(
+                f"{path}: fitted for scenarios {list(spec.scenarios)}, config has {list(cfg.scenarios.names)}; "
+                "pass --refit to fit a new spec")
+        logger.info("reusing feature spec %s from %s", spec.short_hash, path)
+        return spec, False
+    fc = cfg.features
+    window = (fc.fit_start or start, fc.fit_end or end)
+    a, b = parse_range(*window)
+    fit_rows = good_exposures.where(_in_range("dt", a, b))
+    spec = fit_spec(fit_rows, fc, cfg.scenarios.names, window)
+    spec.save(path)
+    logger.info("fitted feature spec %s on %s..%s -> %s", spec.short_hash, window[0], window[1], path)
+    return spec, True
+
+
+def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit: bool = False) -> BuildReport:
+    a, b = parse_range(start, end)
+    fc = cfg.features
+    late = dt.timedelta(days=math.ceil((fc.click_window_hours + fc.order_window_hours) / 24))
+
+    raw = {k: read_table(spark, cfg, k) for k in ("raw_exposures", "raw_clicks", "raw_orders")}
+    for key, df in raw.items():
+        validate_dataframe(df, load_schema(key), f"table {key}")
+    missing = [c for c in (*fc.numeric, *fc.categorical, *fc.hashed) if c not in raw["raw_exposures"].columns]
+    if missing:
+        raise ValueError(f"features {missing} are configured but not columns of raw_exposures")
+
+    exposures = raw["raw_exposures"].where(_in_range("dt", a, b))
+    good, bad_exposures = check_exposures(exposures, cfg.scenarios.names, fc.numeric)
+    good = good.persist()
+    n_exposures = exposures.count()
+    if n_exposures == 0:
+        raise EmptyInputError(f"raw_exposures has no rows dated {start}..{end}")
+
+    # Every exposure an event of this run may point to, one row per id, flagged good or not.
+    around = raw["raw_exposures"].where(_in_range("dt", a - late, b + late))
+    good_ids = good.select("exposure_id", F.lit(True).alias("_is_good"))
+    exposures_all = (
+        around.groupBy("exposure_id").agg(F.min("event_time").alias("event_time"), F.min("dt").alias("dt"))
+        .join(good_ids, "exposure_id", "left")
+        .select("exposure_id", "event_time", "dt", F.coalesce("_is_good", F.lit(False)).alias("_good"))
+    )
+    exposures_all = exposures_all.persist()
+    clicks = tag_clicks(raw["raw_clicks"].where(_in_range("dt", a - late, b + late)), exposures_all,
+                        start, end, fc.click_window_hours * 3600).persist()
+    orders = tag_orders(raw["raw_orders"].where(_in_range("dt", a - late, b + late)), exposures_all,
+                        first_clicks(clicks), start, end, fc.order_window_hours * 3600).persist()
+
+    spec, fitted = load_or_fit_spec(cfg, good, start, end, refit)
+    labeled = good.join(labels(clicks, orders), "exposure_id", "left").fillna(0, subset=list(LABELS))
+    samples = apply_spec(labeled, spec).select(
+        *SAMPLE_KEYS, *[F.col(c).cast("int").alias(c) for c in LABELS], *spec.columns,
+        F.lit(spec.hash).alias("spec_hash")).persist()
+    quarantine = bad_exposures.unionByName(event_quarantine(clicks, orders)).persist()
+
+    # Count before writing (so a failed reconciliation writes nothing), from the persisted rows.
+    report = _report(start, end, spec, fitted, exposures, samples, quarantine, clicks.count(), orders.count())
+    report.check()
+    where = f"dt >= '{a.isoformat()}' AND dt <= '{b.isoformat()}'"
+    write_table(samples, cfg, "samples", partition_by=["scenario", "dt"], replace_where=where)
+    write_table(quarantine, cfg, "quarantine", partition_by=["source", "dt"], replace_where=where)
+    for df in (good, exposures_all, clicks, orders, samples, quarantine):
+        df.unpersist()
+    report.check()
+    logger.info("built samples %s..%s with spec %s: %s", start, end, spec.short_hash, report.per_scenario)
+    for source, reasons in report.quarantined.items():
+        if reasons:
+            logger.warning("quarantined from %s: %s", source, reasons)
+    return report
+
+
+def _report(start: str, end: str, spec: FeatureSpec, fitted: bool, exposures: DataFrame,
+            samples: DataFrame, quarantine: DataFrame, n_clicks: int, n_orders: int) -> BuildReport:
+    """Counts of the rows read, the samples and the quarantined rows about to be written."""
+    report = BuildReport(start, end, spec.hash, fitted)
+    read_by_scenario = {r["scenario"]: r["count"] for r in exposures.groupBy("scenario").count().collect()}
+    written = {r["scenario"]: r for r in samples.groupBy("scenario").agg(
+        F.count("*").alias("n"), F.sum("label_ctr").alias("clicks"), F.sum("label_ctcvr").alias("orders")).collect()}
+    for s in sorted(set(read_by_scenario) | set(written), key=lambda x: (x is None, str(x))):
+        w = written.get(s)
+        report.per_scenario[str(s)] = {
+            "exposures_read": int(read_by_scenario.get(s, 0)),
+            "samples_written": int(w["n"]) if w else 0,
+            "clicks": int(w["clicks"] or 0) if w else 0,
+            "orders": int(w["orders"] or 0) if w else 0,
+        }
+    for r in quarantine.groupBy("source", "reason").count().collect():
+        report.quarantined.setdefault(r["source"], {})[r["reason"]] = int(r["count"])
+    report.read["raw_exposures"] = sum(read_by_scenario.values())
+    report.used["raw_exposures"] = sum(v["samples_written"] for v in report.per_scenario.values())
+    report.read["raw_clicks"] = n_clicks
+    report.used["raw_clicks"] = sum(v["clicks"] for v in report.per_scenario.values())
+    report.read["raw_orders"] = n_orders
+    report.used["raw_orders"] = sum(v["orders"] for v in report.per_scenario.values())
+    return report
