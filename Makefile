@@ -16,6 +16,7 @@ test-fast: setup
 
 demo: setup
 	$(PY) jobs/generate_synthetic.py --conf $(CONF)
+	$(PY) jobs/build_features.py --conf $(CONF)
 
 lint: setup
 	$(PY) -m ruff check hinet_spark jobs tests benchmarks scripts

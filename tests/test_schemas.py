@@ -39,3 +39,10 @@ def test_validate_names_missing_and_mistyped_columns(spark):
     assert "missing columns ['dt']" in msg
     assert "order_time (expected timestamp, got string)" in msg
     assert "amount (expected double, got bigint)" in msg
+
+
+def test_generated_docs_are_up_to_date():
+    from scripts.gen_docs import CONFIG_OUT, OUT, render, render_config
+
+    assert OUT.read_text() == render(), "run scripts/gen_docs.py"
+    assert CONFIG_OUT.read_text() == render_config(), "run scripts/gen_docs.py"

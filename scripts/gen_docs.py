@@ -1,0 +1,107 @@
+"""Write docs/data_contract.md (from schemas/*.json) and docs/config.md (from the config
+dataclasses and conf/base.yaml's comments); tests check both are up to date.
+
+    .venv/bin/python scripts/gen_docs.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from hinet_spark.schemas import load_schema, schemas_dir
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+OUT = DOCS / "data_contract.md"
+CONFIG_OUT = DOCS / "config.md"
+
+
+def render() -> str:
+    lines = [
+        "# Data contract",
+        "",
+        "Generated from `schemas/*.json` by `scripts/gen_docs.py`; do not edit by hand.",
+        "The jobs load the same files as Spark StructTypes and check input tables against them:",
+        "a missing column or a column of another type stops a job before it writes, naming the",
+        "columns. Extra columns are allowed and ignored. `nullable: no` columns that hold nulls",
+        "in real data are quarantined by the feature pipeline (`null_key:<column>`).",
+        "",
+    ]
+    for path in sorted(schemas_dir().glob("*.json")):
+        s = load_schema(path.stem)
+        lines += [f"## `{s.name}` (version {s.version})", "", s.description, "",
+                  f"Partitioned by: {', '.join(f'`{c}`' for c in s.partition_columns)}", "",
+                  "| column | type | nullable | role | description |", "|---|---|---|---|---|"]
+        lines += [f"| `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {c.role} | {c.description} |"
+                  for c in s.columns]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _comments(base: Path) -> dict[str, str]:
+    """``section.key -> comment`` from the trailing comments of conf/base.yaml."""
+    out: dict[str, str] = {}
+    section = ""
+    for line in base.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        key = line.strip().split(":", 1)[0]
+        if indent == 0:
+            section = key
+        elif indent == 2 and "#" in line:
+            out[f"{section}.{key}"] = line.split("#", 1)[1].strip()
+    return out
+
+
+def _type_name(tp) -> str:
+    return str(tp).replace("typing.", "").replace("<class '", "").replace("'>", "").replace(" | ", " or ")
+
+
+def render_config() -> str:
+    import dataclasses
+    import typing
+
+    from hinet_spark.config import Config, default_conf_dir
+
+    comments = _comments(default_conf_dir() / "base.yaml")
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from the config dataclasses (`hinet_spark/config.py`) and the comments of",
+        "`conf/base.yaml` by `scripts/gen_docs.py`; do not edit by hand.",
+        "",
+        "A job's configuration is `conf/base.yaml`, then the file given with `--conf`",
+        "(`conf/local.yaml`, `conf/databricks.yaml`), then each `--set section.key=value` (the",
+        "value is parsed as YAML: `--set features.hashed='{user_id: 1000}'`). Mappings merge key",
+        "by key, except the per-scenario tables and `features.hashed`, which are replaced whole.",
+        "An unknown key, a value of the wrong type or a missing file is an error naming the key,",
+        "the value and the file.",
+        "",
+    ]
+    defaults = Config()
+    hints = typing.get_type_hints(Config)
+    for sec in dataclasses.fields(Config):
+        cls = hints[sec.name]
+        lines += [f"## `{sec.name}`", "", (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " "), "",
+                  "| key | type | default | notes |", "|---|---|---|---|"]
+        sub_hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            value = getattr(getattr(defaults, sec.name), f.name)
+            if isinstance(value, tuple):
+                value = list(value)
+            shown = f"`{value}`" if value is not None else "null"
+            lines.append(f"| `{sec.name}.{f.name}` | {_type_name(sub_hints[f.name])} | {shown} | "
+                         f"{comments.get(f'{sec.name}.{f.name}', '')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    OUT.write_text(render())
+    CONFIG_OUT.write_text(render_config())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
