@@ -156,9 +156,38 @@ class ModelSection:
 
 
 @dataclass(frozen=True)
+class TrainSection:
+    """Distributed training (docs/training.md)."""
+
+    launcher: str = "horovod"  # horovod | torch_distributor | local
+    num_proc: int = 2
+    use_gpu: bool = False
+    threads_per_worker: int = 1
+    batch_size: int = 1024
+    learning_rate: float = 0.001
+    epochs: int = 4
+    early_stopping_patience: int = 2
+    seed: int = 0
+    train_start: str | None = None  # None: derived from the synthetic layout
+    train_end: str | None = None
+    val_start: str | None = None
+    val_end: str | None = None
+    test_start: str | None = None
+    test_end: str | None = None
+    missing_scenario: str = "error"  # error | warn
+    scenario_weights: dict[str, float] = field(default_factory=dict)  # lambda_i overrides
+    max_steps_per_epoch: int | None = None
+    max_val_rows: int = 200_000
+    checkpoint_dir: str | None = None  # None: <storage.root>/checkpoints
+    petastorm_cache_dir: str | None = None  # None: <storage.root>/petastorm_cache
+
+
+@dataclass(frozen=True)
 class MlflowSection:
     tracking_uri: str | None = None  # None: sqlite:///<storage.root>/mlflow.db
     experiment: str = "hinet-spark"
+    registered_model: str = "hinet"
+    promote: bool = True  # champion <- new version when its validation mean AUC is higher
 
 
 @dataclass(frozen=True)
@@ -169,6 +198,7 @@ class Config:
     synthetic: SyntheticSection = field(default_factory=SyntheticSection)
     features: FeaturesSection = field(default_factory=FeaturesSection)
     model: ModelSection = field(default_factory=ModelSection)
+    train: TrainSection = field(default_factory=TrainSection)
     mlflow: MlflowSection = field(default_factory=MlflowSection)
 
     def __post_init__(self) -> None:
@@ -257,6 +287,22 @@ def _validate(cfg: Config) -> None:
     for key in ("fit_start", "fit_end"):
         if getattr(fe, key) is not None:
             _parse_date(f"features.{key}", getattr(fe, key))
+    tr = cfg.train
+    if tr.launcher not in ("horovod", "torch_distributor", "local"):
+        raise ConfigError(f"train.launcher: expected horovod, torch_distributor or local, got {tr.launcher!r}")
+    if tr.missing_scenario not in ("error", "warn"):
+        raise ConfigError(f"train.missing_scenario: expected error or warn, got {tr.missing_scenario!r}")
+    for key in ("num_proc", "threads_per_worker", "batch_size", "epochs", "early_stopping_patience"):
+        if getattr(tr, key) <= 0:
+            raise ConfigError(f"train.{key}: must be > 0, got {getattr(tr, key)}")
+    if tr.learning_rate <= 0:
+        raise ConfigError(f"train.learning_rate: must be > 0, got {tr.learning_rate}")
+    unknown = sorted(set(tr.scenario_weights) - set(names))
+    if unknown:
+        raise ConfigError(f"train.scenario_weights: unknown scenarios {unknown}; known: {list(names)}")
+    for key in ("train_start", "train_end", "val_start", "val_end", "test_start", "test_end"):
+        if getattr(tr, key) is not None:
+            _parse_date(f"train.{key}", getattr(tr, key))
     mdl = cfg.model
     for key in ("embedding_dim", "sei_experts", "scenario_emb_dim", "task_shared_experts",
                 "task_specific_experts", "n_experts", "ple_levels"):
@@ -372,7 +418,8 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any], origin: str, sources: 
     return base
 
 
-_LEAF_MAPPINGS = ("synthetic.traffic_share", "synthetic.ctr", "synthetic.ctcvr", "features.hashed")
+_LEAF_MAPPINGS = ("synthetic.traffic_share", "synthetic.ctr", "synthetic.ctcvr", "features.hashed",
+                  "train.scenario_weights")
 
 
 def _is_leaf_mapping(key: str) -> bool:

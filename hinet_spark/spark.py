@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -53,6 +54,9 @@ def build_local_session(root: str | Path, *, master: str = "local[2]", app_name:
     """A local SparkSession with Delta enabled; every file it writes stays under ``root``."""
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
+    # Python workers (UDFs, Horovod and TorchDistributor tasks) run this interpreter, the
+    # project's virtualenv, not whatever python3 is first on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.master(master)
         .appName(app_name)
@@ -68,6 +72,7 @@ def build_local_session(root: str | Path, *, master: str = "local[2]", app_name:
         .config("spark.sql.warehouse.dir", str(root / "spark-warehouse"))
         .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={root / 'derby'}")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
         .config("spark.databricks.delta.snapshotPartitions", str(max(2, shuffle_partitions)))
     )

@@ -134,15 +134,17 @@ def test_loss_matches_hand_computation():
         p = 1 / (1 + math.exp(-z))
         return -(y * math.log(p) + (1 - y) * math.log(1 - p))
 
-    s0_ctr = (bce(0.0, 1) + bce(-1.0, 1)) / 2
-    s0_cvr = (bce(1.0, 0) + bce(0.5, 1)) / 2
-    s1_ctr, s1_cvr = bce(2.0, 0), bce(-1.0, 0)
+    # Loss_i^j sums scenario i's samples only, normalised by the batch size (3)
+    s0_ctr = (bce(0.0, 1) + bce(-1.0, 1)) / 3
+    s0_cvr = (bce(1.0, 0) + bce(0.5, 1)) / 3
+    s1_ctr, s1_cvr = bce(2.0, 0) / 3, bce(-1.0, 0) / 3
     expected = 1.5 * (s0_ctr + s0_cvr) + 3.0 * (s1_ctr + s1_cvr)
     got = hinet_loss(logits, labels, scen, lam)
     assert got.item() == pytest.approx(expected, rel=1e-6)
     # a scenario absent from the batch contributes nothing
     only0 = hinet_loss(logits[[0, 2]], labels[[0, 2]], scen[[0, 2]], lam)
-    assert only0.item() == pytest.approx(1.5 * (s0_ctr + s0_cvr), rel=1e-6)
+    expected0 = 1.5 * (bce(0.0, 1) + bce(-1.0, 1) + bce(1.0, 0) + bce(0.5, 1)) / 2
+    assert only0.item() == pytest.approx(expected0, rel=1e-6)
 
 
 def test_scenario_weights_are_reciprocal_shares():

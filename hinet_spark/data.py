@@ -1,0 +1,142 @@
+"""Spark -> torch: a consistent Delta snapshot of the samples table, split by date, fed to
+each worker through Petastorm's Spark converter.
+
+Petastorm never reads the Delta folder itself (it would see files the log has removed, and
+the partition columns are not inside the files): the snapshot is read by Spark at a pinned
+version and ``make_spark_converter`` materialises it as Parquet in a cache directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from hinet_spark.config import Config
+from hinet_spark.feature_spec import FeatureSpec, require_same
+from hinet_spark.io import TableNotFoundError, table_exists, table_location, table_version
+
+logger = logging.getLogger(__name__)
+
+LABELS = ("label_ctr", "label_ctcvr")
+SPLITS = ("train", "val", "test")
+
+
+class DataError(ValueError):
+    """The samples table cannot give the splits a run needs."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The samples table at one Delta version, split by date."""
+
+    version: int
+    splits: dict[str, DataFrame]  # split -> columns scenario_idx, labels, f_*
+    counts: dict[str, dict[str, int]]  # split -> scenario -> rows
+    dates: dict[str, tuple[str, str]]
+
+
+def split_dates(cfg: Config) -> dict[str, tuple[str, str]]:
+    """Date ranges of the splits: from ``train.*`` or, when unset, the synthetic layout
+    (all logged days but the last two for training, then one validation and one test day)."""
+    t = cfg.train
+    start = dt.date.fromisoformat(cfg.synthetic.start_date)
+    days = cfg.synthetic.days
+    derived = {
+        "train": (start, start + dt.timedelta(days=max(0, days - 3))),
+        "val": (start + dt.timedelta(days=days - 2),) * 2,
+        "test": (start + dt.timedelta(days=days - 1),) * 2,
+    }
+    out = {}
+    for split in SPLITS:
+        a = getattr(t, f"{split}_start") or derived[split][0].isoformat()
+        b = getattr(t, f"{split}_end") or derived[split][1].isoformat()
+        if a > b:
+            raise DataError(f"train.{split}_start {a} is after train.{split}_end {b}")
+        out[split] = (str(a), str(b))
+    return out
+
+
+def read_snapshot(spark: SparkSession, cfg: Config, spec: FeatureSpec) -> Snapshot:
+    """Pin the samples table's current version and check every split against ``spec``."""
+    if not table_exists(spark, cfg, "samples"):
+        raise TableNotFoundError(f"Delta table 'samples' not found at {table_location(cfg, 'samples')}; "
+                                 "run jobs/build_features.py first")
+    version = table_version(spark, cfg, "samples")
+    loc = table_location(cfg, "samples")
+    if cfg.storage.catalog_schema:
+        samples = spark.read.option("versionAsOf", version).table(loc)
+    else:
+        samples = spark.read.format("delta").option("versionAsOf", version).load(loc)
+    dates = split_dates(cfg)
+    names = cfg.scenarios.names
+    splits, counts = {}, {}
+    for split, (a, b) in dates.items():
+        df = samples.where((F.col("dt") >= F.lit(a).cast("date")) & (F.col("dt") <= F.lit(b).cast("date")))
+        stats = df.groupBy("scenario", "spec_hash").count().collect()
+        if not stats:
+            raise DataError(f"the {split} split ({a}..{b}) of samples (version {version}) is empty")
+        for h in {r["spec_hash"] for r in stats}:
+            require_same(spec, h, f"the {split} split of samples (version {version})")
+        per = {s: 0 for s in names}
+        for r in stats:
+            per[r["scenario"]] = per.get(r["scenario"], 0) + int(r["count"])
+        absent = [s for s, n in per.items() if n == 0]
+        if absent:
+            msg = f"the {split} split ({a}..{b}) has no rows for scenarios {absent}"
+            if cfg.train.missing_scenario == "error":
+                raise DataError(msg + " (set train.missing_scenario: warn to go on)")
+            logger.warning(msg)
+        counts[split] = per
+        splits[split] = df.select(
+            F.col("scenario_idx").cast("int"), *[F.col(c).cast("int") for c in LABELS],
+            *[F.col(c).cast("int") for c in spec.columns])
+    logger.info("samples version %d, rows per split: %s", version,
+                {k: sum(v.values()) for k, v in counts.items()})
+    return Snapshot(version, splits, counts, dates)
+
+
+def batch_tensors(batch: dict, feature_columns: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A Petastorm (or pandas) batch -> (ids [B, F] long, scenario [B] long, labels [B, T] float)."""
+    def col(name: str) -> torch.Tensor:
+        v = batch[name]
+        return v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
+
+    ids = torch.stack([col(c).long() for c in feature_columns], dim=1)
+    labels = torch.stack([col(c).float() for c in LABELS], dim=1)
+    return ids, col("scenario_idx").long(), labels
+
+
+@contextlib.contextmanager
+def converters(spark: SparkSession, cfg: Config, snapshot: Snapshot, num_shards: int) -> Iterator[dict]:
+    """Petastorm converters for the splits; their caches are deleted on exit, also on failure.
+
+    Each split is repartitioned so that it has at least ``num_shards`` Parquet files (one
+    shard per worker needs a row group of its own).
+    """
+    from petastorm.spark import SparkDatasetConverter, make_spark_converter
+
+    cache = Path(cfg.train.petastorm_cache_dir or Path(cfg.storage.root) / "petastorm_cache").resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, cache.as_uri())
+    made = {}
+    try:
+        for split, df in snapshot.splits.items():
+            if split == "val":
+                continue  # validation rows travel to rank 0 in memory (training.validation_arrays)
+            parts = max(num_shards, 2) * 2
+            made[split] = make_spark_converter(df.repartition(parts), dtype=None)
+            logger.info("petastorm %s: %d rows cached", split, len(made[split]))
+        yield made
+    finally:
+        for conv in made.values():
+            with contextlib.suppress(Exception):
+                conv.delete()

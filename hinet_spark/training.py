@@ -1,0 +1,377 @@
+"""Distributed training: one training function, three launchers.
+
+:func:`train_worker` is the training core. It is top level and picklable, and it runs the
+same under every launcher:
+
+* ``horovod``: ``horovod.spark.run`` starts ``num_proc`` workers as Spark tasks, rendezvous
+  over Gloo (NCCL for GPU tensors when Horovod is built with it); broadcast of the initial
+  state, ``hvd.DistributedOptimizer``, metrics averaged with ``hvd.allreduce``;
+* ``torch_distributor``: ``pyspark.ml.torch.distributor.TorchDistributor`` with a ``gloo``
+  (CPU) or ``nccl`` (GPU) process group and DDP, for runtimes that no longer ship Horovod;
+* ``local``: one process, for debugging.
+
+Each worker reads its own shard of the training split through Petastorm; rank 0 evaluates
+the validation split after every epoch, broadcasts the mean AUC (early stopping decides the
+same on every rank) and writes a checkpoint. :func:`fit` drives it from the Spark driver.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pyspark.sql import SparkSession
+
+from hinet_spark.config import Config, ModelSection, TrainSection
+from hinet_spark.data import Snapshot, batch_tensors, converters, read_snapshot
+from hinet_spark.evaluation import Evaluation, evaluate
+from hinet_spark.feature_spec import FeatureSpec
+from hinet_spark.models import ModelSpec, build_model
+from hinet_spark.models.loss import hinet_loss, scenario_weights
+from hinet_spark.samples import spec_path
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a NaN loss, a failed worker)."""
+
+
+# --------------------------------------------------------------------------------------
+# Launcher-neutral distribution
+# --------------------------------------------------------------------------------------
+
+
+class _Local:
+    rank, size = 0, 1
+
+    def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model
+
+    def wrap_optimizer(self, opt: torch.optim.Optimizer, model: torch.nn.Module) -> torch.optim.Optimizer:
+        return opt
+
+    def broadcast_state(self, model: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
+        pass
+
+    def mean(self, value: float) -> float:
+        return value
+
+    def broadcast(self, obj: Any) -> Any:
+        return obj
+
+
+class _Horovod(_Local):
+    def __init__(self) -> None:
+        import horovod.torch as hvd
+
+        hvd.init()
+        self.hvd = hvd
+        self.rank, self.size = hvd.rank(), hvd.size()
+
+    def wrap_optimizer(self, opt, model):
+        return self.hvd.DistributedOptimizer(opt, named_parameters=model.named_parameters())
+
+    def broadcast_state(self, model, opt):
+        self.hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+        self.hvd.broadcast_optimizer_state(opt, root_rank=0)
+
+    def mean(self, value: float) -> float:
+        return float(self.hvd.allreduce(torch.tensor([value], dtype=torch.float64), op=self.hvd.Average)[0])
+
+    def broadcast(self, obj: Any) -> Any:
+        return self.hvd.broadcast_object(obj, root_rank=0)
+
+
+class _TorchDDP(_Local):
+    def __init__(self, use_gpu: bool) -> None:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if use_gpu else "gloo")
+        self.dist = dist
+        self.rank, self.size = dist.get_rank(), dist.get_world_size()
+
+    def wrap_model(self, model):
+        from torch.nn.parallel import DistributedDataParallel
+
+        # a batch may lack a scenario: its CGC slice then has no gradient this step
+        return DistributedDataParallel(model, find_unused_parameters=True)
+
+    def broadcast_state(self, model, opt):
+        for t in model.state_dict().values():
+            self.dist.broadcast(t, src=0)
+
+    def mean(self, value: float) -> float:
+        t = torch.tensor([value], dtype=torch.float64)
+        self.dist.all_reduce(t)
+        return float(t[0]) / self.size
+
+    def broadcast(self, obj: Any) -> Any:
+        box = [obj]
+        self.dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+def _distribution(launcher: str, use_gpu: bool) -> _Local:
+    if launcher == "horovod":
+        return _Horovod()
+    if launcher == "torch_distributor":
+        return _TorchDDP(use_gpu)
+    return _Local()
+
+
+# --------------------------------------------------------------------------------------
+# The training core
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Payload:
+    """Everything a worker needs, pickled to it."""
+
+    model: ModelSection
+    train: TrainSection
+    vocab_sizes: tuple[int, ...]
+    scenario_names: tuple[str, ...]
+    feature_columns: tuple[str, ...]
+    loss_weights: tuple[float, ...]
+    train_rows: int
+    train_converter: Any
+    val_data: dict[str, np.ndarray]  # the validation rows (columns as numpy), for rank 0
+    checkpoint_dir: str
+    resume: bool
+
+
+def _device(use_gpu: bool, rank: int) -> torch.device:
+    if use_gpu and torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", os.environ.get("HOROVOD_LOCAL_RANK", rank)))
+        torch.cuda.set_device(local % torch.cuda.device_count())
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def predict_arrays(model: torch.nn.Module, data: dict[str, np.ndarray], feature_columns: list[str],
+                   device: torch.device, batch_size: int = 8192) -> tuple[np.ndarray, ...]:
+    """(scenario [N], labels [N, T], probs [N, T]) for rows held as numpy columns."""
+    model.eval()
+    ids, s, y = batch_tensors(data, feature_columns)
+    probs = [torch.sigmoid(model(ids[i:i + batch_size].to(device), s[i:i + batch_size].to(device))).cpu()
+             for i in range(0, len(s), batch_size)]
+    model.train()
+    return s.numpy(), y.numpy(), torch.cat(probs).numpy()
+
+
+@torch.no_grad()
+def predict_converter(model: torch.nn.Module, converter: Any, feature_columns: list[str],
+                      device: torch.device, batch_size: int = 8192) -> tuple[np.ndarray, ...]:
+    """(scenario [N], labels [N, T], probs [N, T]) over a whole converter, one pass."""
+    model.eval()
+    scen, labels, probs = [], [], []
+    with converter.make_torch_dataloader(batch_size=batch_size, num_epochs=1, workers_count=2) as loader:
+        for batch in loader:
+            ids, s, y = batch_tensors(batch, feature_columns)
+            p = torch.sigmoid(model(ids.to(device), s.to(device))).cpu()
+            scen.append(s.numpy())
+            labels.append(y.numpy())
+            probs.append(p.numpy())
+    model.train()
+    return np.concatenate(scen), np.concatenate(labels), np.concatenate(probs)
+
+
+def train_worker(p: Payload) -> dict | None:
+    """Train on this worker's shard; rank 0 returns the best state and the history."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    t = p.train
+    logger.info("worker starting (%s)", t.launcher)
+    dist = _distribution(t.launcher, t.use_gpu)
+    logger.info("worker rank %d of %d", dist.rank, dist.size)
+    rank, size = dist.rank, dist.size
+    torch.set_num_threads(t.threads_per_worker)
+    torch.manual_seed(t.seed)
+    device = _device(t.use_gpu, rank)
+    spec = ModelSpec(p.model, p.vocab_sizes, len(p.scenario_names))
+    model = build_model(spec).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=t.learning_rate)
+    ckpt_dir = Path(p.checkpoint_dir)
+    start_epoch, best, bad_epochs, history, best_state = 0, -math.inf, 0, [], None
+    latest = ckpt_dir / "latest.pt"
+    if p.resume:
+        if not latest.is_file():
+            raise TrainingError(f"--resume: no checkpoint at {latest}")
+        ckpt = torch.load(latest, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start_epoch, best, bad_epochs = ckpt["epoch"] + 1, ckpt["best"], ckpt["bad_epochs"]
+        history, best_state = ckpt["history"], ckpt["best_state"]
+        if rank == 0:
+            logger.info("resuming after epoch %d (best validation mean AUC %.4f)", ckpt["epoch"], best)
+    dist.broadcast_state(model, opt)
+    net = dist.wrap_model(model)
+    opt = dist.wrap_optimizer(opt, model)
+    weights = torch.tensor(p.loss_weights, device=device)
+    steps = max(1, p.train_rows // (t.batch_size * size))
+    if t.max_steps_per_epoch:
+        steps = min(steps, t.max_steps_per_epoch)
+    cols = list(p.feature_columns)
+    with p.train_converter.make_torch_dataloader(
+            batch_size=t.batch_size, num_epochs=None, cur_shard=rank, shard_count=size,
+            shuffling_queue_capacity=4 * t.batch_size, workers_count=2) as loader:
+        batches = iter(loader)
+        for epoch in range(start_epoch, t.epochs):
+            began = time.perf_counter()
+            loss_sum = 0.0
+            for step in range(steps):
+                ids, s, y = (x.to(device) for x in batch_tensors(next(batches), cols))
+                opt.zero_grad()
+                loss = hinet_loss(net(ids, s), y, s, weights)
+                mean_loss = dist.mean(float(loss.detach()))
+                if not math.isfinite(mean_loss):
+                    raise TrainingError(f"loss is {mean_loss} at epoch {epoch}, step {step}: stopping")
+                loss.backward()
+                opt.step()
+                loss_sum += mean_loss
+                if step % 10 == 0:
+                    logger.debug("rank %d epoch %d step %d loss %.4f", rank, epoch, step, mean_loss)
+            seconds = time.perf_counter() - began
+            rate = steps * t.batch_size * size / seconds
+            val_auc = None
+            if rank == 0:
+                ev = evaluate(*predict_arrays(model, p.val_data, cols, device), p.scenario_names)
+                val_auc = ev.mean_auc
+            val_auc = dist.broadcast(val_auc)
+            if val_auc is None:
+                raise TrainingError(f"epoch {epoch}: validation mean AUC undefined (constant labels)")
+            record = {"epoch": epoch, "train_loss": loss_sum / steps, "val_auc_mean": val_auc,
+                      "samples_per_s": rate, "seconds": seconds}
+            history.append(record)
+            improved = val_auc > best
+            if improved:
+                best, bad_epochs = val_auc, 0
+                if rank == 0:
+                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_epochs += 1
+            if rank == 0:
+                eta = (t.epochs - epoch - 1) * (time.perf_counter() - began)
+                logger.info("epoch %d: loss %.4f, val mean AUC %.4f%s, %.0f samples/s, %.1f s, ETA %.0f s",
+                            epoch, record["train_loss"], val_auc, " (best)" if improved else "",
+                            rate, seconds, eta)
+                ckpt_dir.mkdir(parents=True, exist_ok=True)
+                state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                         "best": best, "bad_epochs": bad_epochs, "history": history, "best_state": best_state}
+                torch.save(state, ckpt_dir / f"epoch-{epoch}.pt")
+                torch.save(state, ckpt_dir / "latest.tmp")
+                os.replace(ckpt_dir / "latest.tmp", latest)
+            if bad_epochs >= t.early_stopping_patience:
+                if rank == 0:
+                    logger.info("early stop after epoch %d: no better validation AUC for %d epochs",
+                                epoch, bad_epochs)
+                break
+    if rank != 0:
+        return None
+    return {"best_state": best_state, "history": history, "best_val_auc": best, "world_size": size}
+
+
+# --------------------------------------------------------------------------------------
+# The driver side
+# --------------------------------------------------------------------------------------
+
+
+def launch(payload: Payload, cfg: Config) -> dict:
+    t = cfg.train
+    if t.launcher == "horovod":
+        import horovod.spark
+
+        results = horovod.spark.run(train_worker, args=(payload,), num_proc=t.num_proc, use_gloo=True,
+                                    start_timeout=600, verbose=1)
+        result = results[0]
+    elif t.launcher == "torch_distributor":
+        from pyspark.ml.torch.distributor import TorchDistributor
+
+        result = TorchDistributor(num_processes=t.num_proc, local_mode=True, use_gpu=t.use_gpu).run(
+            train_worker, payload)
+    else:
+        result = train_worker(payload)
+    if not result or result.get("best_state") is None:
+        raise TrainingError("training returned no model (no epoch completed)")
+    return result
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    model_spec: ModelSpec
+    feature_spec: FeatureSpec
+    samples_version: int
+    split_dates: dict[str, tuple[str, str]]
+    split_counts: dict[str, dict[str, int]]
+    history: list[dict]
+    best_val_auc: float
+    val: Evaluation
+    test: Evaluation
+    train_seconds: float
+    loss_weights: tuple[float, ...]
+
+
+def validation_arrays(snap: Snapshot, max_rows: int, seed: int) -> dict[str, np.ndarray]:
+    """The validation split as numpy columns (a seeded sample when it exceeds ``max_rows``).
+
+    Rank 0 evaluates it after every epoch from memory: one Petastorm reader per worker is
+    enough (a second reader opened inside a Horovod worker stalled in our runs).
+    """
+    df = snap.splits["val"]
+    n = sum(snap.counts["val"].values())
+    if n > max_rows:
+        logger.info("validating each epoch on a %d-row sample of %d validation rows", max_rows, n)
+        df = df.sample(fraction=min(1.0, 1.05 * max_rows / n), seed=seed).limit(max_rows)
+    pdf = df.toPandas()
+    return {c: pdf[c].to_numpy() for c in pdf.columns}
+
+
+def fit(spark: SparkSession, cfg: Config, resume: bool = False) -> TrainResult:
+    """Snapshot -> Petastorm -> launcher -> best model -> validation and test evaluation."""
+    spec = FeatureSpec.load(spec_path(cfg))
+    names = tuple(cfg.scenarios.names)
+    if spec.scenarios != names:
+        raise ValueError(f"feature spec scenarios {list(spec.scenarios)} differ from config {list(names)}")
+    snap: Snapshot = read_snapshot(spark, cfg, spec)
+    train_counts = [snap.counts["train"][s] for s in names]
+    overrides = {names.index(k): v for k, v in cfg.train.scenario_weights.items()}
+    weights = tuple(float(w) for w in scenario_weights(train_counts, overrides))
+    logger.info("loss weights lambda_i: %s", dict(zip(names, [round(w, 2) for w in weights])))
+    ckpt = cfg.train.checkpoint_dir or str(Path(cfg.storage.root) / "checkpoints" / cfg.model.name)
+    model_spec = ModelSpec(cfg.model, spec.vocab_sizes, len(names))
+    num_shards = cfg.train.num_proc if cfg.train.launcher != "local" else 1
+    began = time.perf_counter()
+    val_data = validation_arrays(snap, cfg.train.max_val_rows, cfg.train.seed)
+    with converters(spark, cfg, snap, num_shards) as conv:
+        payload = Payload(cfg.model, cfg.train, spec.vocab_sizes, names, tuple(spec.columns), weights,
+                          sum(train_counts), conv["train"], val_data, str(Path(ckpt).resolve()), resume)
+        result = launch(payload, cfg)
+        seconds = time.perf_counter() - began
+        model = build_model(model_spec)
+        model.load_state_dict(result["best_state"])
+        device = torch.device("cpu")
+        val = evaluate(*predict_arrays(model, val_data, spec.columns, device), names)
+        test = evaluate(*predict_converter(model, conv["test"], spec.columns, device), names)
+    for note in test.notes:
+        logger.warning("test: %s", note)
+    logger.info("test mean AUC %.4f (validation %.4f)", test.mean_auc or float("nan"), val.mean_auc or float("nan"))
+    return TrainResult(model, model_spec, spec, snap.version, snap.dates, snap.counts, result["history"],
+                       result["best_val_auc"], val, test, seconds, weights)
+
+
+def model_config_dict(section: ModelSection) -> dict:
+    return dataclasses.asdict(copy.deepcopy(section))
