@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,9 @@ class _Local:
     def mean(self, value: float) -> float:
         return value
 
-    def broadcast(self, obj: Any) -> Any:
-        return obj
+    def share(self, value: float | None) -> float | None:
+        """Rank 0's value (a float or None) on every rank."""
+        return value
 
 
 class _Horovod(_Local):
@@ -88,8 +90,12 @@ class _Horovod(_Local):
     def mean(self, value: float) -> float:
         return float(self.hvd.allreduce(torch.tensor([value], dtype=torch.float64), op=self.hvd.Average)[0])
 
-    def broadcast(self, obj: Any) -> Any:
-        return self.hvd.broadcast_object(obj, root_rank=0)
+    def share(self, value: float | None) -> float | None:
+        # an allreduce of (has value, value) where only rank 0 contributes: hvd.broadcast_object
+        # hung here when the ranks reached it at different times
+        mine = [1.0, value] if self.rank == 0 and value is not None else [0.0, 0.0]
+        has, v = self.hvd.allreduce(torch.tensor(mine, dtype=torch.float64), op=self.hvd.Sum).tolist()
+        return v if has > 0 else None
 
 
 class _TorchDDP(_Local):
@@ -116,8 +122,8 @@ class _TorchDDP(_Local):
         self.dist.all_reduce(t)
         return float(t[0]) / self.size
 
-    def broadcast(self, obj: Any) -> Any:
-        box = [obj]
+    def share(self, value: float | None) -> float | None:
+        box = [value]
         self.dist.broadcast_object_list(box, src=0)
         return box[0]
 
@@ -189,14 +195,41 @@ def predict_converter(model: torch.nn.Module, converter: Any, feature_columns: l
     return np.concatenate(scen), np.concatenate(labels), np.concatenate(probs)
 
 
+def _load_shard(converter: Any, rank: int, size: int) -> dict[str, torch.Tensor]:
+    """This worker's shard of the training split, read once through Petastorm into memory.
+
+    Later epochs reshuffle it in memory. Petastorm's ``num_epochs=None`` reader stalled at the
+    end of its first pass in 2-worker Horovod runs here, and opening a second reader in the
+    same worker crashed it, so each worker opens exactly one single-pass reader.
+    """
+    parts: dict[str, list[torch.Tensor]] = {}
+    with converter.make_torch_dataloader(batch_size=65536, num_epochs=1, cur_shard=rank, shard_count=size,
+                                         workers_count=2) as loader:
+        for batch in loader:
+            for k, v in batch.items():
+                parts.setdefault(k, []).append(v)
+    if not parts:
+        raise TrainingError(f"rank {rank}: its training shard is empty")
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def _epoch_batches(shard: dict[str, torch.Tensor], batch_size: int, steps: int,
+                   generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
+    """``steps`` batches of a fresh permutation (wrapping around when the shard is short)."""
+    n = len(next(iter(shard.values())))
+    need = steps * batch_size
+    order = torch.cat([torch.randperm(n, generator=generator) for _ in range(-(-need // n))])
+    for i in range(steps):
+        idx = order[i * batch_size:(i + 1) * batch_size]
+        yield {k: v[idx] for k, v in shard.items()}
+
+
 def train_worker(p: Payload) -> dict | None:
     """Train on this worker's shard; rank 0 returns the best state and the history."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     t = p.train
-    logger.info("worker starting (%s)", t.launcher)
     dist = _distribution(t.launcher, t.use_gpu)
-    logger.info("worker rank %d of %d", dist.rank, dist.size)
     rank, size = dist.rank, dist.size
     torch.set_num_threads(t.threads_per_worker)
     torch.manual_seed(t.seed)
@@ -225,60 +258,58 @@ def train_worker(p: Payload) -> dict | None:
     if t.max_steps_per_epoch:
         steps = min(steps, t.max_steps_per_epoch)
     cols = list(p.feature_columns)
-    with p.train_converter.make_torch_dataloader(
-            batch_size=t.batch_size, num_epochs=None, cur_shard=rank, shard_count=size,
-            shuffling_queue_capacity=4 * t.batch_size, workers_count=2) as loader:
-        batches = iter(loader)
-        for epoch in range(start_epoch, t.epochs):
-            began = time.perf_counter()
-            loss_sum = 0.0
-            for step in range(steps):
-                ids, s, y = (x.to(device) for x in batch_tensors(next(batches), cols))
-                opt.zero_grad()
-                loss = hinet_loss(net(ids, s), y, s, weights)
-                mean_loss = dist.mean(float(loss.detach()))
-                if not math.isfinite(mean_loss):
-                    raise TrainingError(f"loss is {mean_loss} at epoch {epoch}, step {step}: stopping")
-                loss.backward()
-                opt.step()
-                loss_sum += mean_loss
-                if step % 10 == 0:
-                    logger.debug("rank %d epoch %d step %d loss %.4f", rank, epoch, step, mean_loss)
-            seconds = time.perf_counter() - began
-            rate = steps * t.batch_size * size / seconds
-            val_auc = None
+    shard = _load_shard(p.train_converter, rank, size)
+    shuffler = torch.Generator().manual_seed(t.seed * 1000 + rank)
+    logger.info("rank %d: shard %d of %d in memory (%d rows), %d steps per epoch", rank, rank, size,
+                len(shard["scenario_idx"]), steps)
+    for epoch in range(start_epoch, t.epochs):
+        began = time.perf_counter()
+        loss_sum = 0.0
+        for step, batch in enumerate(_epoch_batches(shard, t.batch_size, steps, shuffler)):
+            ids, s, y = (x.to(device) for x in batch_tensors(batch, cols))
+            opt.zero_grad()
+            loss = hinet_loss(net(ids, s), y, s, weights)
+            mean_loss = dist.mean(float(loss.detach()))
+            if not math.isfinite(mean_loss):
+                raise TrainingError(f"loss is {mean_loss} at epoch {epoch}, step {step}: stopping")
+            loss.backward()
+            opt.step()
+            loss_sum += mean_loss
+        seconds = time.perf_counter() - began
+        rate = steps * t.batch_size * size / seconds
+        val_auc = None
+        if rank == 0:
+            ev = evaluate(*predict_arrays(model, p.val_data, cols, device), p.scenario_names)
+            val_auc = ev.mean_auc
+        val_auc = dist.share(val_auc)
+        if val_auc is None:
+            raise TrainingError(f"epoch {epoch}: validation mean AUC undefined (constant labels)")
+        record = {"epoch": epoch, "train_loss": loss_sum / steps, "val_auc_mean": val_auc,
+                  "samples_per_s": rate, "seconds": seconds}
+        history.append(record)
+        improved = val_auc > best
+        if improved:
+            best, bad_epochs = val_auc, 0
             if rank == 0:
-                ev = evaluate(*predict_arrays(model, p.val_data, cols, device), p.scenario_names)
-                val_auc = ev.mean_auc
-            val_auc = dist.broadcast(val_auc)
-            if val_auc is None:
-                raise TrainingError(f"epoch {epoch}: validation mean AUC undefined (constant labels)")
-            record = {"epoch": epoch, "train_loss": loss_sum / steps, "val_auc_mean": val_auc,
-                      "samples_per_s": rate, "seconds": seconds}
-            history.append(record)
-            improved = val_auc > best
-            if improved:
-                best, bad_epochs = val_auc, 0
-                if rank == 0:
-                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            else:
-                bad_epochs += 1
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            bad_epochs += 1
+        if rank == 0:
+            eta = (t.epochs - epoch - 1) * (time.perf_counter() - began)
+            logger.info("epoch %d: loss %.4f, val mean AUC %.4f%s, %.0f samples/s, %.1f s, ETA %.0f s",
+                        epoch, record["train_loss"], val_auc, " (best)" if improved else "",
+                        rate, seconds, eta)
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                     "best": best, "bad_epochs": bad_epochs, "history": history, "best_state": best_state}
+            torch.save(state, ckpt_dir / f"epoch-{epoch}.pt")
+            torch.save(state, ckpt_dir / "latest.tmp")
+            os.replace(ckpt_dir / "latest.tmp", latest)
+        if bad_epochs >= t.early_stopping_patience:
             if rank == 0:
-                eta = (t.epochs - epoch - 1) * (time.perf_counter() - began)
-                logger.info("epoch %d: loss %.4f, val mean AUC %.4f%s, %.0f samples/s, %.1f s, ETA %.0f s",
-                            epoch, record["train_loss"], val_auc, " (best)" if improved else "",
-                            rate, seconds, eta)
-                ckpt_dir.mkdir(parents=True, exist_ok=True)
-                state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                         "best": best, "bad_epochs": bad_epochs, "history": history, "best_state": best_state}
-                torch.save(state, ckpt_dir / f"epoch-{epoch}.pt")
-                torch.save(state, ckpt_dir / "latest.tmp")
-                os.replace(ckpt_dir / "latest.tmp", latest)
-            if bad_epochs >= t.early_stopping_patience:
-                if rank == 0:
-                    logger.info("early stop after epoch %d: no better validation AUC for %d epochs",
-                                epoch, bad_epochs)
-                break
+                logger.info("early stop after epoch %d: no better validation AUC for %d epochs",
+                            epoch, bad_epochs)
+            break
     if rank != 0:
         return None
     return {"best_state": best_state, "history": history, "best_val_auc": best, "world_size": size}
