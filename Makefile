@@ -17,6 +17,8 @@ test-fast: setup
 demo: setup
 	$(PY) jobs/generate_synthetic.py --conf $(CONF)
 	$(PY) jobs/build_features.py --conf $(CONF)
+	$(PY) jobs/train_hinet.py --conf $(CONF)
+	@echo "tables: ./data/<table> (Delta); MLflow: .venv/bin/mlflow ui --backend-store-uri sqlite:///$$(pwd)/data/mlflow.db"
 
 lint: setup
 	$(PY) -m ruff check hinet_spark jobs tests benchmarks scripts

@@ -358,6 +358,8 @@ def _coerce(value: Any, tp: Any, key: str, sources: Mapping[str, str]) -> Any:
             raise fail("a number")
         return float(value)
     if tp is str:
+        if isinstance(value, dt.date):  # YAML reads an unquoted 2026-01-01 as a date
+            return value.isoformat()
         if not isinstance(value, str):
             raise fail("a string")
         return value

@@ -82,3 +82,8 @@ def test_config_is_frozen_and_flattens():
     flat = cfg.flat()
     assert flat["synthetic.ctr.a"] == "0.1256"
     assert flat["spark.master"] == "local[2]"
+
+
+def test_unquoted_dates_are_strings():
+    cfg = load_config(None, ["synthetic.start_date=2026-02-03"])
+    assert cfg.synthetic.start_date == "2026-02-03"
