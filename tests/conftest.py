@@ -1,4 +1,5 @@
-"""One session-scoped local Spark with Delta, and MLflow on a temp sqlite store."""
+"""One session-scoped local Spark with Delta. (MLflow tests use a temp sqlite store via
+``mlflow.tracking_uri`` in their config.)"""
 
 from __future__ import annotations
 
@@ -29,10 +30,3 @@ def cfg_factory(tmp_path):
         return load_config(None, [f"storage.root={tmp_path / 'data'}", *overrides])
 
     return make
-
-
-@pytest.fixture()
-def mlflow_uri(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
