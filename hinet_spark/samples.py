@@ -125,8 +125,9 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
     exposures = raw["raw_exposures"].where(_in_range("dt", a, b))
     good, bad_exposures = check_exposures(exposures, cfg.scenarios.names, fc.numeric)
     good = good.persist()
-    n_exposures = exposures.count()
-    if n_exposures == 0:
+    # one pass over the range's exposures: the per-scenario counts also give the total
+    read_by_scenario = {r["scenario"]: int(r["count"]) for r in exposures.groupBy("scenario").count().collect()}
+    if not read_by_scenario:
         raise EmptyInputError(f"raw_exposures has no rows dated {start}..{end}")
 
     # Every exposure an event of this run may point to, one row per id, flagged good or not.
@@ -151,7 +152,8 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
     quarantine = bad_exposures.unionByName(event_quarantine(clicks, orders)).persist()
 
     # Count before writing (so a failed reconciliation writes nothing), from the persisted rows.
-    report = _report(start, end, spec, fitted, exposures, samples, quarantine, clicks.count(), orders.count())
+    report = _report(start, end, spec, fitted, read_by_scenario, samples, quarantine, clicks.count(),
+                     orders.count())
     report.check()
     where = f"dt >= '{a.isoformat()}' AND dt <= '{b.isoformat()}'"
     write_table(samples, cfg, "samples", partition_by=["scenario", "dt"], replace_where=where)
@@ -166,11 +168,10 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
     return report
 
 
-def _report(start: str, end: str, spec: FeatureSpec, fitted: bool, exposures: DataFrame,
+def _report(start: str, end: str, spec: FeatureSpec, fitted: bool, read_by_scenario: dict,
             samples: DataFrame, quarantine: DataFrame, n_clicks: int, n_orders: int) -> BuildReport:
     """Counts of the rows read, the samples and the quarantined rows about to be written."""
     report = BuildReport(start, end, spec.hash, fitted)
-    read_by_scenario = {r["scenario"]: r["count"] for r in exposures.groupBy("scenario").count().collect()}
     written = {r["scenario"]: r for r in samples.groupBy("scenario").agg(
         F.count("*").alias("n"), F.sum("label_ctr").alias("clicks"), F.sum("label_ctcvr").alias("orders")).collect()}
     for s in sorted(set(read_by_scenario) | set(written), key=lambda x: (x is None, str(x))):

@@ -17,7 +17,6 @@ same on every rank) and writes a checkpoint. :func:`fit` drives it from the Spar
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import math
@@ -405,4 +404,4 @@ def fit(spark: SparkSession, cfg: Config, resume: bool = False) -> TrainResult:
 
 
 def model_config_dict(section: ModelSection) -> dict:
-    return dataclasses.asdict(copy.deepcopy(section))
+    return dataclasses.asdict(section)  # asdict copies nested values already
