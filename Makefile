@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 CONF ?= conf/local.yaml
 
-.PHONY: setup test test-fast demo lint clean-data
+.PHONY: setup test test-fast demo lint wheel clean-data
 
 setup:
 	bash scripts/setup.sh
@@ -18,7 +18,11 @@ demo: setup
 	$(PY) jobs/generate_synthetic.py --conf $(CONF)
 	$(PY) jobs/build_features.py --conf $(CONF)
 	$(PY) jobs/train_hinet.py --conf $(CONF)
-	@echo "tables: ./data/<table> (Delta); MLflow: .venv/bin/mlflow ui --backend-store-uri sqlite:///$$(pwd)/data/mlflow.db"
+	$(PY) jobs/score_candidates.py --conf $(CONF)
+	$(PY) scripts/demo_summary.py --conf $(CONF)
+
+wheel: setup
+	bash scripts/build_wheel.sh
 
 lint: setup
 	$(PY) -m ruff check hinet_spark jobs tests benchmarks scripts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 from collections.abc import Callable
 
@@ -17,6 +18,24 @@ def base_parser(description: str) -> argparse.ArgumentParser:
                         help="override one config key, e.g. --set train.batch_size=2048 (repeatable)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
+
+
+def add_offset_arg(parser: argparse.ArgumentParser) -> None:
+    """``--offset-days``: shift the given date(s), so a scheduler that only knows the trigger
+    date (Databricks' ``{{job.trigger.time.iso_date}}``) can ask for yesterday."""
+    parser.add_argument("--offset-days", type=int, default=0, metavar="N",
+                        help="add N days (negative: earlier) to the date arguments, e.g. -1 for yesterday")
+
+
+def shift(date: str | None, days: int) -> str | None:
+    """``date`` (YYYY-MM-DD) plus ``days``; None stays None. Errors name the bad value."""
+    if date is None:
+        return None
+    try:
+        day = dt.date.fromisoformat(date)
+    except ValueError as exc:
+        raise ValueError(f"date {date!r}: expected YYYY-MM-DD") from exc
+    return (day + dt.timedelta(days=days)).isoformat()
 
 
 def setup_logging(level: str = "INFO") -> None:

@@ -70,6 +70,8 @@ class StorageSection:
             "synthetic_staging": "_synthetic_staging",
             "samples": "samples",
             "quarantine": "quarantine",
+            "scores": "scores",
+            "scores_quarantine": "scores_quarantine",
         }
     )
 
@@ -174,6 +176,7 @@ class TrainSection:
     val_end: str | None = None
     test_start: str | None = None
     test_end: str | None = None
+    window_days: int = 14  # train_hinet --end-date D: train on the window_days before D-1, validate on D-1, test on D
     missing_scenario: str = "error"  # error | warn
     scenario_weights: dict[str, float] = field(default_factory=dict)  # lambda_i overrides
     max_steps_per_epoch: int | None = None
@@ -185,9 +188,20 @@ class TrainSection:
 @dataclass(frozen=True)
 class MlflowSection:
     tracking_uri: str | None = None  # None: sqlite:///<storage.root>/mlflow.db
+    registry_uri: str | None = None  # None: the tracking URI; databricks-uc for Unity Catalog models
     experiment: str = "hinet-spark"
     registered_model: str = "hinet"
     promote: bool = True  # champion <- new version when its validation mean AUC is higher
+
+
+@dataclass(frozen=True)
+class ScoringSection:
+    """The nightly scoring job (``jobs/score_candidates.py``)."""
+
+    model: str = "champion"  # alias, version number, or runs:/<run_id>/model
+    feature_spec: str = "pipeline"  # pipeline: check the model's spec against features.spec_path | model
+    batch_size: int = 10_000  # rows per Arrow batch handed to the model (spark.sql.execution.arrow.maxRecordsPerBatch)
+    histogram_bins: int = 50  # score histogram bins logged to MLflow
 
 
 @dataclass(frozen=True)
@@ -200,6 +214,7 @@ class Config:
     model: ModelSection = field(default_factory=ModelSection)
     train: TrainSection = field(default_factory=TrainSection)
     mlflow: MlflowSection = field(default_factory=MlflowSection)
+    scoring: ScoringSection = field(default_factory=ScoringSection)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -292,6 +307,14 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"train.launcher: expected horovod, torch_distributor or local, got {tr.launcher!r}")
     if tr.missing_scenario not in ("error", "warn"):
         raise ConfigError(f"train.missing_scenario: expected error or warn, got {tr.missing_scenario!r}")
+    sc = cfg.scoring
+    if sc.feature_spec not in ("pipeline", "model"):
+        raise ConfigError(f"scoring.feature_spec: expected pipeline or model, got {sc.feature_spec!r}")
+    if tr.window_days <= 0:
+        raise ConfigError(f"train.window_days: must be > 0, got {tr.window_days}")
+    for key in ("batch_size", "histogram_bins"):
+        if getattr(sc, key) <= 0:
+            raise ConfigError(f"scoring.{key}: must be > 0, got {getattr(sc, key)}")
     for key in ("num_proc", "threads_per_worker", "batch_size", "epochs", "early_stopping_patience"):
         if getattr(tr, key) <= 0:
             raise ConfigError(f"train.{key}: must be > 0, got {getattr(tr, key)}")

@@ -9,6 +9,7 @@ version and ``make_spark_converter`` materialises it as Parquet in a cache direc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Iterator
@@ -63,6 +64,17 @@ def split_dates(cfg: Config) -> dict[str, tuple[str, str]]:
             raise DataError(f"train.{split}_start {a} is after train.{split}_end {b}")
         out[split] = (str(a), str(b))
     return out
+
+
+def rolling_split(cfg: Config, end_date: str) -> Config:
+    """``cfg`` with the splits of a nightly run ending at ``end_date``: test on that day,
+    validation on the day before, training on the ``train.window_days`` days before that."""
+    end = dt.date.fromisoformat(end_date)
+    day = dt.timedelta(days=1)
+    dates = {"test_start": end, "test_end": end, "val_start": end - day, "val_end": end - day,
+             "train_start": end - day * (cfg.train.window_days + 1), "train_end": end - 2 * day}
+    train = dataclasses.replace(cfg.train, **{k: v.isoformat() for k, v in dates.items()})
+    return dataclasses.replace(cfg, train=train)
 
 
 def read_snapshot(spark: SparkSession, cfg: Config, spec: FeatureSpec) -> Snapshot:

@@ -49,8 +49,8 @@ def quarantine_rows(df: DataFrame, source: str, reason: Column | str, dt: Column
     )
 
 
-def check_exposures(exposures: DataFrame, scenarios: Sequence[str],
-                    numeric: Sequence[str]) -> tuple[DataFrame, DataFrame]:
+def check_exposures(exposures: DataFrame, scenarios: Sequence[str], numeric: Sequence[str],
+                    source: str = "raw_exposures") -> tuple[DataFrame, DataFrame]:
     """(good exposures, quarantined rows). Reasons, first match wins:
 
     ``null_key:<col>``, ``unknown_scenario``, ``bad_numeric:<col>`` (negative or NaN; a
@@ -74,7 +74,7 @@ def check_exposures(exposures: DataFrame, scenarios: Sequence[str],
                F.lit("duplicate_exposure")).otherwise(F.col("_reason")),
     )
     good = tagged.where(F.col("_reason").isNull()).drop("_reason", "_rank")
-    bad = quarantine_rows(tagged.where(F.col("_reason").isNotNull()), "raw_exposures", "_reason", "dt")
+    bad = quarantine_rows(tagged.where(F.col("_reason").isNotNull()), source, "_reason", "dt")
     return good, bad
 
 

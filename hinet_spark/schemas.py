@@ -66,7 +66,11 @@ class TableSchema:
 
 
 def schemas_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "schemas"
+    """``schemas/`` of the checkout, or the copy shipped inside the wheel."""
+    repo = Path(__file__).resolve().parent.parent / "schemas"
+    if (repo / "candidates.json").is_file():
+        return repo
+    return Path(__file__).resolve().parent / "resources"
 
 
 @lru_cache(maxsize=None)

@@ -41,7 +41,7 @@ def tracking_uri(cfg: Config) -> str:
 
 def setup(cfg: Config) -> None:
     mlflow.set_tracking_uri(tracking_uri(cfg))
-    mlflow.set_registry_uri(tracking_uri(cfg))
+    mlflow.set_registry_uri(cfg.mlflow.registry_uri or tracking_uri(cfg))
     mlflow.set_experiment(cfg.mlflow.experiment)
 
 
@@ -58,17 +58,31 @@ class HiNetPyfunc(mlflow.pyfunc.PythonModel):
         self.columns = self.spec.columns
         self.model = build_model(ModelSpec(section, tuple(meta["vocab_sizes"]), meta["n_scenarios"]))
         self.model.load_state_dict(torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True))
-        self.model.eval()
+        # In a Spark task (spark_udf) use the task's cores, not every core of the machine; on
+        # a worker with a GPU predict there.
+        task = _spark_task()
+        if task is not None:
+            torch.set_num_threads(max(1, int(task.cpus())))
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device).eval()
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         missing = [c for c in (*self.columns, "scenario_idx") if c not in model_input.columns]
         if missing:
             raise ValueError(f"model input lacks columns {missing}")
-        ids = torch.as_tensor(model_input[self.columns].to_numpy(dtype=np.int64))
-        scen = torch.as_tensor(model_input["scenario_idx"].to_numpy(dtype=np.int64))
+        ids = torch.as_tensor(model_input[self.columns].to_numpy(dtype=np.int64), device=self.device)
+        scen = torch.as_tensor(model_input["scenario_idx"].to_numpy(dtype=np.int64), device=self.device)
         with torch.no_grad():
-            probs = torch.sigmoid(self.model(ids, scen)).numpy().astype(np.float64)
+            probs = torch.sigmoid(self.model(ids, scen)).cpu().numpy().astype(np.float64)
         return pd.DataFrame({"p_ctr": probs[:, 0], "p_ctcvr": probs[:, 1]})
+
+
+def _spark_task() -> Any:
+    try:
+        from pyspark import TaskContext
+    except ImportError:
+        return None
+    return TaskContext.get()
 
 
 def signature(spec: FeatureSpec) -> ModelSignature:

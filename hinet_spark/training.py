@@ -209,7 +209,12 @@ def _load_shard(converter: Any, rank: int, size: int) -> dict[str, torch.Tensor]
                 parts.setdefault(k, []).append(v)
     if not parts:
         raise TrainingError(f"rank {rank}: its training shard is empty")
-    return {k: torch.cat(v) for k, v in parts.items()}
+    shard = {k: torch.cat(v) for k, v in parts.items()}
+    # Petastorm's reader threads deliver row groups in any order; sorting the rows by all
+    # their columns makes the shard, and so a seeded run, independent of that order.
+    order = np.lexsort([shard[k].numpy().reshape(len(shard[k]), -1)[:, 0] for k in sorted(shard)])
+    index = torch.as_tensor(order)
+    return {k: v[index] for k, v in shard.items()}
 
 
 def _epoch_batches(shard: dict[str, torch.Tensor], batch_size: int, steps: int,

@@ -18,7 +18,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from hinet_spark.cli import base_parser, run_job
+from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
 from hinet_spark.config import Config
 from hinet_spark.samples import build_samples
 from hinet_spark.spark import get_spark
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--end-date", help="last date of the range (YYYY-MM-DD)")
     parser.add_argument("--refit", action="store_true",
                         help="fit a new feature spec instead of reusing the stored one")
+    add_offset_arg(parser)
     return parser
 
 
@@ -56,7 +57,7 @@ def resolve_range(args: argparse.Namespace, cfg: Config) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    start, end = resolve_range(args, cfg)
+    start, end = (shift(d, args.offset_days) for d in resolve_range(args, cfg))
     report = build_samples(get_spark(cfg), cfg, start, end, refit=args.refit)
     logger.info("report: %s", json.dumps(report.__dict__, sort_keys=True))
     return 0

@@ -17,8 +17,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from hinet_spark.cli import base_parser, run_job
+from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
 from hinet_spark.config import Config
+from hinet_spark.data import rolling_split
 from hinet_spark.spark import get_spark
 from hinet_spark.tracking import log_training
 from hinet_spark.training import fit
@@ -30,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--resume", action="store_true",
                         help="continue from the latest checkpoint in train.checkpoint_dir")
+    parser.add_argument("--end-date", help="nightly split: test on this day, validate on the day before, "
+                        "train on the train.window_days before that (default: the train.* dates)")
+    add_offset_arg(parser)
     return parser
 
 
@@ -38,6 +42,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
+    if args.end_date:
+        cfg = rolling_split(cfg, shift(args.end_date, args.offset_days))
     result = fit(get_spark(cfg), cfg, resume=args.resume)
     logged = log_training(cfg, result)
     logger.info("test mean AUC %.4f; model %s (aliases %s)", result.test.mean_auc or float("nan"),

@@ -82,7 +82,7 @@ fi
 "${PIP[@]}" install -q "$hvd_wheel"
 
 log "project and pinned stack (setup.cfg, dev extra)"
-"${PIP[@]}" install -q --find-links "$WHEELS" -e ".[dev]"
+"${PIP[@]}" install -q --find-links "$WHEELS" -e ".[local,dev]"
 
 for artifact in "delta-spark_$SCALA_BINARY" "delta-storage"; do
   jar="$JARS/$artifact-$DELTA_VERSION.jar"

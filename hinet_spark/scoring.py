@@ -1,0 +1,270 @@
+"""Batch scoring: one day's candidates -> the registered HiNet (Spark UDF) -> the Delta scores table.
+
+The candidates go through the feature pipeline's own code (``check_exposures``, then
+``apply_spec`` with the model's feature spec), so a candidate is transformed exactly as a
+training sample was. The model is ``mlflow.pyfunc.spark_udf``: each Python worker loads it
+once and predicts Arrow batches of ``scoring.batch_size`` rows (on the worker's GPU when it
+has one). Rows are never dropped silently: every candidate read is either scored or in
+``scores_quarantine`` with a reason, and the job checks ``read = scored + quarantined``.
+
+The scores are written in one Delta commit per table that replaces exactly the date and the
+scenarios scored (``replaceWhere``), so a failed run leaves the previous content visible and
+a rerun is idempotent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from hinet_spark.config import Config
+from hinet_spark.feature_spec import OOV_ID, FeatureSpec, FeatureSpecError
+from hinet_spark.features import apply_spec, check_exposures
+from hinet_spark.io import read_table, table_version, write_table
+from hinet_spark.samples import EmptyInputError, ReconciliationError, parse_range, spec_path
+from hinet_spark.schemas import load_schema, validate_dataframe
+from hinet_spark.tracking import setup as setup_mlflow
+
+logger = logging.getLogger(__name__)
+
+KEYS = ("exposure_id", "request_id", "user_id", "item_id")
+RESULT_TYPE = T.StructType([T.StructField("p_ctr", T.DoubleType()), T.StructField("p_ctcvr", T.DoubleType())])
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class ScoringError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model resolved from ``scoring.model``: where it is and what it is called in the scores."""
+
+    uri: str
+    name: str
+    version: str
+    run_id: str
+
+
+@dataclass
+class ScoreReport:
+    date: str
+    scenarios: tuple[str, ...]
+    model: ModelRef
+    feature_spec_hash: str
+    candidates_version: int
+    read: dict[str, int] = field(default_factory=dict)
+    scored: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, int] = field(default_factory=dict)  # reason -> rows
+    oov: dict[str, int] = field(default_factory=dict)  # categorical feature -> scored rows with the OOV id
+    stats: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # task -> scenario -> stat
+    scores_version: int | None = None
+    mlflow_run_id: str | None = None
+
+    def check(self) -> None:
+        read, scored, bad = sum(self.read.values()), sum(self.scored.values()), sum(self.quarantined.values())
+        if read != scored + bad:
+            raise ReconciliationError(
+                f"candidates {self.date}: read {read} != scored {scored} + quarantined {bad}")
+
+
+def resolve_model(cfg: Config, ref: str | None = None) -> ModelRef:
+    """``champion`` (an alias), ``3`` (a version), a run id or ``runs:/<id>/model``."""
+    ref = ref or cfg.scoring.model
+    name = cfg.mlflow.registered_model
+    client = MlflowClient()
+    try:
+        if ref.startswith("runs:/") or RUN_ID.match(ref):
+            uri = ref if ref.startswith("runs:/") else f"runs:/{ref}/model"
+            run_id = uri.split("/")[1]
+            client.get_run(run_id)
+            return ModelRef(uri, name, f"run:{run_id}", run_id)
+        mv = client.get_model_version(name, ref) if ref.isdigit() else client.get_model_version_by_alias(name, ref)
+    except mlflow.exceptions.MlflowException as exc:
+        raise ScoringError(f"scoring.model={ref!r}: no such model in the registry "
+                           f"({name!r} at {mlflow.get_registry_uri()}): {exc.message}") from exc
+    return ModelRef(f"models:/{name}/{mv.version}", name, str(mv.version), mv.run_id)
+
+
+def _model_spec(local_model: Path) -> FeatureSpec:
+    path = local_model / "artifacts" / "feature_spec.json"
+    if not path.is_file():
+        raise ScoringError(f"the model at {local_model} has no feature_spec.json artifact: not a hinet-spark model")
+    return FeatureSpec.load(path)
+
+
+def transform_spec(cfg: Config, model_spec: FeatureSpec) -> FeatureSpec:
+    """The spec the candidates are transformed with; refused when it is not the model's."""
+    if cfg.scoring.feature_spec == "model":
+        return model_spec
+    path = spec_path(cfg)
+    if not path.is_file():
+        raise ScoringError(f"scoring.feature_spec=pipeline: no feature spec at {path} "
+                           "(run build_features first, or set scoring.feature_spec=model)")
+    pipeline = FeatureSpec.load(path)
+    if pipeline.hash != model_spec.hash:
+        raise FeatureSpecError(
+            f"the model was trained with feature spec {model_spec.short_hash}, but the candidates would be "
+            f"transformed with feature spec {pipeline.short_hash} ({path}): refusing to score. Retrain on "
+            "samples built with the current spec, or set scoring.feature_spec=model to use the model's own")
+    return pipeline
+
+
+def read_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tuple[str, ...] | None) -> DataFrame:
+    df = read_table(spark, cfg, "candidates")
+    validate_dataframe(df, load_schema("candidates"), "table candidates")
+    df = df.where(F.col("dt") == F.lit(date).cast("date"))
+    if scenarios is not None:
+        df = df.where(F.col("scenario").isin(*scenarios))
+    return df
+
+
+def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tuple[str, ...] | None = None,
+                     model: str | None = None) -> ScoreReport:
+    """Score the candidates of ``date`` (all scenarios of the model, or ``scenarios``)."""
+    day, _ = parse_range(date, date)
+    date = day.isoformat()
+    setup_mlflow(cfg)
+    ref = resolve_model(cfg, model)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=tmp))
+        model_spec = _model_spec(local)
+        spec = transform_spec(cfg, model_spec)
+        if scenarios is not None:
+            unknown = sorted(set(scenarios) - set(spec.scenarios))
+            if unknown:
+                raise ScoringError(f"--scenarios {unknown} are not scenarios of model {ref.uri} "
+                                   f"({list(spec.scenarios)})")
+        chosen = tuple(scenarios) if scenarios is not None else spec.scenarios
+        logger.info("scoring candidates %s, scenarios %s, with %s (version %s, feature spec %s)", date,
+                    list(chosen), ref.uri, ref.version, spec.short_hash)
+        report = ScoreReport(date, chosen, ref, spec.hash, table_version(spark, cfg, "candidates"))
+        scored_at = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+
+        candidates = read_candidates(spark, cfg, date, scenarios)
+        report.read = {str(r["scenario"]): int(r["count"]) for r in candidates.groupBy("scenario").count().collect()}
+        if not report.read:
+            raise EmptyInputError(f"candidates has no rows dated {date}"
+                                  + (f" for scenarios {list(scenarios)}" if scenarios else ""))
+        good, bad = check_exposures(candidates, spec.scenarios, list(spec.numeric), source="candidates")
+        features = apply_spec(good, spec).select(*KEYS, "scenario", "dt", "scenario_idx", *spec.columns).persist()
+        quarantine = bad.withColumn("scenario", F.get_json_object("record", "$.scenario")).persist()
+        try:
+            _count(report, features, quarantine, spec)
+            report.check()
+            where = f"dt = '{date}'" + (f" AND scenario IN ({', '.join(repr(s) for s in chosen)})"
+                                         if scenarios is not None else "")
+            write_table(quarantine, cfg, "scores_quarantine", partition_by=["dt"], replace_where=where)
+            spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.scoring.batch_size))
+            udf = mlflow.pyfunc.spark_udf(spark, str(local), result_type=RESULT_TYPE, env_manager="local")
+            scores = features.withColumn("_p", udf(F.struct(*spec.columns, "scenario_idx"))).select(
+                *KEYS, "scenario", "dt", F.col("_p.p_ctr").alias("p_ctr"), F.col("_p.p_ctcvr").alias("p_ctcvr"),
+                F.lit(ref.name).alias("model_name"), F.lit(ref.version).alias("model_version"),
+                F.lit(scored_at).cast("timestamp").alias("scored_at"))
+            write_table(scores, cfg, "scores", partition_by=["scenario", "dt"], replace_where=where)
+        finally:
+            features.unpersist()
+            quarantine.unpersist()
+    report.scores_version = table_version(spark, cfg, "scores")
+    written = read_table(spark, cfg, "scores").where(F.col("dt") == F.lit(date).cast("date")) \
+        .where(F.col("scenario").isin(*chosen))
+    hist = _stats(report, written, cfg.scoring.histogram_bins)
+    if {s: n for s, n in report.scored.items() if n} != {s: n for s, n in _counts(written).items() if n}:
+        raise ReconciliationError(f"scores {date}: the table holds {_counts(written)} rows per scenario, "
+                                  f"the job scored {report.scored}")
+    report.mlflow_run_id = _log_run(cfg, report, hist)
+    logger.info("scored %s: %s rows per scenario, %d quarantined %s, out-of-vocabulary %s; scores version %d",
+                date, report.scored, sum(report.quarantined.values()), report.quarantined, report.oov,
+                report.scores_version)
+    return report
+
+
+def _counts(df: DataFrame) -> dict[str, int]:
+    return {str(r["scenario"]): int(r["count"]) for r in df.groupBy("scenario").count().collect()}
+
+
+def _count(report: ScoreReport, features: DataFrame, quarantine: DataFrame, spec: FeatureSpec) -> None:
+    """Scored rows per scenario, OOV ids per categorical feature, quarantined rows per reason."""
+    oov_cols = [F.sum((F.col(f"f_{c}") == OOV_ID).cast("long")).alias(c) for c in spec.categorical]
+    rows = features.groupBy("scenario").agg(F.count("*").alias("_n"), *oov_cols).collect()
+    report.scored = {str(r["scenario"]): int(r["_n"]) for r in rows}
+    report.oov = {c: int(sum(r[c] or 0 for r in rows)) for c in spec.categorical}
+    report.quarantined = {r["reason"]: int(r["count"]) for r in quarantine.groupBy("reason").count().collect()}
+
+
+def _stats(report: ScoreReport, written: DataFrame, bins: int) -> dict[str, dict[str, list[int]]]:
+    """Mean, p50, p99 per task x scenario into the report; histogram counts returned."""
+    aggs = []
+    for task in ("p_ctr", "p_ctcvr"):
+        aggs += [F.mean(task).alias(f"{task}|mean"),
+                 F.percentile_approx(task, [0.5, 0.99], 10000).alias(f"{task}|q")]
+    for r in written.groupBy("scenario").agg(*aggs).collect():
+        for task in ("p_ctr", "p_ctcvr"):
+            q = r[f"{task}|q"]
+            report.stats.setdefault(task, {})[str(r["scenario"])] = {
+                "mean": float(r[f"{task}|mean"]), "p50": float(q[0]), "p99": float(q[1])}
+    hist: dict[str, dict[str, list[int]]] = {}
+    for task in ("p_ctr", "p_ctcvr"):
+        b = F.least(F.floor(F.col(task) * bins), F.lit(bins - 1)).cast("int")
+        for r in written.groupBy("scenario", b.alias("b")).count().collect():
+            counts = hist.setdefault(task, {}).setdefault(str(r["scenario"]), [0] * bins)
+            counts[r["b"]] = int(r["count"])
+    return hist
+
+
+def _log_run(cfg: Config, report: ScoreReport, hist: dict[str, dict[str, list[int]]]) -> str:
+    """One MLflow run per scoring job, in the experiment ``<mlflow.experiment>-scoring``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mlflow.set_experiment(f"{cfg.mlflow.experiment}-scoring")
+    with mlflow.start_run(run_name=f"score-{report.date}", tags={"job": "score_candidates"}) as run, \
+            tempfile.TemporaryDirectory() as tmp:
+        mlflow.log_params({"date": report.date, "scenarios": ",".join(report.scenarios),
+                           "model_uri": report.model.uri, "model_name": report.model.name,
+                           "model_version": report.model.version, "model_run_id": report.model.run_id,
+                           "feature_spec_hash": report.feature_spec_hash,
+                           "candidates_version": report.candidates_version,
+                           "scores_version": report.scores_version})
+        metrics = {"rows_read": sum(report.read.values()), "rows_scored": sum(report.scored.values()),
+                   "rows_quarantined": sum(report.quarantined.values())}
+        metrics.update({f"rows_scored.scenario_{s}": n for s, n in report.scored.items()})
+        metrics.update({f"oov.{c}": n for c, n in report.oov.items()})
+        for task, per in report.stats.items():
+            for s, st in per.items():
+                metrics.update({f"{task}.{k}.scenario_{s}": v for k, v in st.items()})
+        mlflow.log_metrics(metrics)
+        summary = Path(tmp) / "score_summary.json"
+        summary.write_text(json.dumps({"read": report.read, "scored": report.scored,
+                                       "quarantined": report.quarantined, "oov": report.oov,
+                                       "stats": report.stats, "histograms": hist}, indent=2))
+        mlflow.log_artifact(str(summary))
+        scen = sorted(hist.get("p_ctr", {}))
+        if scen:
+            fig, axes = plt.subplots(2, len(scen), figsize=(2.6 * len(scen), 4.5), squeeze=False)
+            for j, task in enumerate(("p_ctr", "p_ctcvr")):
+                for i, s in enumerate(scen):
+                    counts = hist[task].get(s, [])
+                    ax = axes[j][i]
+                    ax.bar([(k + 0.5) / len(counts) for k in range(len(counts))], counts,
+                           width=1.0 / max(len(counts), 1))
+                    ax.set_title(f"{task} {s}", fontsize=8)
+                    ax.tick_params(labelsize=6)
+            fig.tight_layout()
+            fig.savefig(Path(tmp) / "score_histograms.png")
+            plt.close(fig)
+            mlflow.log_artifact(str(Path(tmp) / "score_histograms.png"), artifact_path="plots")
+        return run.info.run_id

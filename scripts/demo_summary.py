@@ -1,0 +1,48 @@
+"""Print where the demo's results are: the tables (rows, Delta version), the registered model
+and its aliases, the latest scores, and the command that opens the MLflow UI.
+
+    .venv/bin/python scripts/demo_summary.py --conf conf/local.yaml
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mlflow.tracking import MlflowClient
+
+from hinet_spark.cli import base_parser, config_from_args, setup_logging
+from hinet_spark.io import read_table, table_exists, table_location, table_version
+from hinet_spark.spark import get_spark
+from hinet_spark.tracking import setup, tracking_uri
+
+
+def main() -> int:
+    args = base_parser(__doc__.splitlines()[0]).parse_args()
+    setup_logging("WARNING")
+    cfg = config_from_args(args)
+    spark = get_spark(cfg)
+    print("\nTables (Delta):")
+    for key in cfg.storage.tables:
+        if key != "synthetic_staging" and table_exists(spark, cfg, key):
+            n = read_table(spark, cfg, key).count()
+            print(f"  {key:<18} {n:>10,} rows  version {table_version(spark, cfg, key):<3} {table_location(cfg, key)}")
+    setup(cfg)
+    client = MlflowClient()
+    name = cfg.mlflow.registered_model
+    versions = client.search_model_versions(f"name='{name}'")
+    print(f"\nRegistered model {name!r}: {len(versions)} version(s)")
+    for v in sorted(versions, key=lambda v: int(v.version)):
+        print(f"  version {v.version}: aliases {list(v.aliases)}, validation mean AUC {v.tags.get('val_auc.mean')}")
+    if table_exists(spark, cfg, "scores"):
+        print("\nScores per scenario and date (mean p_ctr, mean p_ctcvr):")
+        rows = read_table(spark, cfg, "scores").groupBy("dt", "scenario", "model_version").agg(
+            {"*": "count", "p_ctr": "mean", "p_ctcvr": "mean"}).orderBy("dt", "scenario").collect()
+        for r in rows:
+            print(f"  {r['dt']} {r['scenario']}: {r['count(1)']:>7,} rows, model v{r['model_version']}, "
+                  f"{r['avg(p_ctr)']:.4f}, {r['avg(p_ctcvr)']:.4f}")
+    print(f"\nMLflow UI: .venv/bin/mlflow ui --backend-store-uri {tracking_uri(cfg)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Batch scoring: UDF scores against direct predictions, idempotent reruns, the feature-spec
+refusal, unseen categories, quarantine and counts, atomicity on failure, output layout."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from hinet_spark.config import load_config
+from hinet_spark.feature_spec import OOV_ID, FeatureSpec, FeatureSpecError
+from hinet_spark.features import apply_spec
+from hinet_spark.io import read_table, table_location, table_version, write_table
+from hinet_spark.samples import build_samples
+from hinet_spark.schemas import SchemaError, load_schema, validate_dataframe
+from hinet_spark.scoring import ScoringError, score_candidates
+from hinet_spark.tracking import log_training, tracking_uri
+from hinet_spark.training import fit
+from jobs import generate_synthetic
+from jobs import score_candidates as score_job
+
+pytestmark = pytest.mark.slow
+
+DATE = "2026-01-04"  # the candidates day of a 3-day synthetic log
+SMALL = ["synthetic.days=3", "synthetic.exposures_per_day=8000", "synthetic.candidates_per_day=3000",
+         "synthetic.calibration_rows_per_scenario=3000", "train.launcher=local", "train.epochs=1",
+         "train.batch_size=256", "train.max_steps_per_epoch=20", "model.sei_hidden=[16]",
+         "model.cgc_hidden=[16]", "model.tower_hidden=[8]", "model.embedding_dim=4", "model.sei_experts=2",
+         "train.train_start=2026-01-01", "train.train_end=2026-01-01", "train.val_start=2026-01-02",
+         "train.val_end=2026-01-02", "train.test_start=2026-01-03", "train.test_end=2026-01-03"]
+
+
+@pytest.fixture(scope="module")
+def root(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("score")
+    overrides = [f"storage.root={root}", *SMALL]
+    assert generate_synthetic.main([x for o in overrides for x in ("--set", o)]) == 0
+    cfg = load_config(None, overrides)
+    build_samples(spark, cfg, "2026-01-01", "2026-01-03")
+    log_training(cfg, fit(spark, cfg))
+    return root
+
+
+def config(root, *extra):
+    return load_config(None, [f"storage.root={root}", *SMALL, *extra])
+
+
+def elsewhere(root, other, *extra):
+    """Tables under ``other``, the model registry and the feature spec of ``root``."""
+    return config(other, f"mlflow.tracking_uri=sqlite:///{root}/mlflow.db",
+                  f"features.spec_path={root}/feature_spec.json", *extra)
+
+
+def test_udf_scores_equal_direct_predictions(spark, root):
+    cfg = config(root)
+    assert score_job.main(["--set", f"storage.root={root}", *[x for o in SMALL for x in ("--set", o)]]) == 0
+    scores = read_table(spark, cfg, "scores")
+    validate_dataframe(scores, load_schema("scores"))
+    detail = DeltaTable.forPath(spark, table_location(cfg, "scores")).detail().first()
+    assert list(detail["partitionColumns"]) == ["scenario", "dt"]
+
+    candidates = read_table(spark, cfg, "candidates").where(F.col("dt") == DATE)
+    n = candidates.count()
+    assert scores.count() == n > 0  # the generator writes clean candidates: all are scored
+    spec = FeatureSpec.load(root / "feature_spec.json")
+    feats = apply_spec(candidates, spec).select("exposure_id", *spec.columns, "scenario_idx").toPandas()
+    model = mlflow.pyfunc.load_model("models:/hinet@champion")
+    direct = model.predict(feats[[*spec.columns, "scenario_idx"]].astype("int32"))
+    direct["exposure_id"] = feats["exposure_id"].to_numpy()
+    got = scores.select("exposure_id", "p_ctr", "p_ctcvr", "model_name", "model_version").toPandas()
+    both = got.merge(direct, on="exposure_id", suffixes=("", "_direct"))
+    assert len(both) == n
+    np.testing.assert_allclose(both["p_ctr"], both["p_ctr_direct"], atol=1e-6)
+    np.testing.assert_allclose(both["p_ctcvr"], both["p_ctcvr_direct"], atol=1e-6)
+    assert set(both["model_name"]) == {"hinet"} and set(both["model_version"]) == {"1"}
+    assert both["p_ctr"].std() > 0  # the model discriminates between rows
+
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    runs = mlflow.search_runs(experiment_names=["hinet-spark-scoring"])
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert run["metrics.rows_scored"] == n and run["metrics.rows_quarantined"] == 0
+    assert 0 < run["metrics.p_ctr.mean.scenario_a"] < 1 and "metrics.p_ctcvr.p99.scenario_b" in run
+    assert run["params.model_version"] == "1"
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run["run_id"], "plots")}
+    assert artifacts == {"plots/score_histograms.png"}
+
+
+def test_rerun_replaces_exactly_that_date_and_those_scenarios(spark, root):
+    cfg = config(root)
+    first = score_candidates(spark, cfg, DATE)
+    before = read_table(spark, cfg, "scores").toPandas().sort_values("exposure_id", ignore_index=True)
+    again = score_candidates(spark, cfg, DATE)
+    after = read_table(spark, cfg, "scores").toPandas().sort_values("exposure_id", ignore_index=True)
+    assert again.scores_version > first.scores_version
+    cols = [c for c in before.columns if c != "scored_at"]
+    pd.testing.assert_frame_equal(before[cols], after[cols])  # idempotent: same rows, same scores
+
+    only_a = score_candidates(spark, cfg, DATE, scenarios=("a",))
+    assert set(only_a.scored) == {"a"}
+    last = read_table(spark, cfg, "scores").toPandas().sort_values("exposure_id", ignore_index=True)
+    pd.testing.assert_frame_equal(after[cols], last[cols])
+    changed = last["scored_at"] != after["scored_at"]
+    assert (last.loc[changed, "scenario"] == "a").all() and changed.sum() == (last["scenario"] == "a").sum()
+
+    with pytest.raises(ScoringError, match=r"\['zz'\] are not scenarios of model"):
+        score_candidates(spark, cfg, DATE, scenarios=("a", "zz"))
+
+
+def test_feature_spec_mismatch_is_refused_naming_both(spark, root, tmp_path):
+    spec = FeatureSpec.load(root / "feature_spec.json")
+    other = dataclasses.replace(spec, min_count=spec.min_count + 1)
+    other.save(tmp_path / "spec.json")
+    cfg = config(root, f"features.spec_path={tmp_path}/spec.json")
+    version = table_version(spark, cfg, "scores") if (root / "scores").exists() else None
+    with pytest.raises(FeatureSpecError, match=rf"{spec.short_hash}.*{other.short_hash}"):
+        score_candidates(spark, cfg, DATE)
+    if version is not None:
+        assert table_version(spark, cfg, "scores") == version  # nothing written
+    with pytest.raises(ScoringError, match="no such model"):
+        score_candidates(spark, config(root), DATE, model="99")
+
+
+def test_bad_candidates_are_quarantined_and_counts_reconcile(spark, root, tmp_path):
+    cfg = elsewhere(root, tmp_path)
+    good = read_table(spark, config(root), "candidates").where(F.col("dt") == DATE).limit(300).toPandas()
+    bad = good.head(6).copy()
+    bad["exposure_id"] = [f"bad-{i}" for i in range(6)]
+    bad.loc[0, "user_id"] = None
+    bad.loc[1, "scenario"] = "zz"
+    bad.loc[2, "price"] = -1.0
+    bad.loc[3, "exposure_id"] = good.loc[10, "exposure_id"]  # a duplicate id (later event time wins nothing)
+    bad.loc[3, "event_time"] = good.loc[10, "event_time"] + pd.Timedelta(seconds=1)
+    bad.loc[4, "user_city"] = "Atlantis"  # an unseen category: scored with the OOV id
+    bad.loc[5, "item_brand"] = "never-seen-brand"
+    frame = pd.concat([good, bad], ignore_index=True)
+    schema = T.StructType([T.StructField(f.name, f.dataType, True) for f in load_schema("candidates").struct])
+    write_table(spark.createDataFrame(frame[schema.fieldNames()], schema), cfg, "candidates", partition_by=["dt"])
+    report = score_candidates(spark, cfg, DATE)
+    assert sum(report.read.values()) == 306
+    assert report.quarantined == {"null_key:user_id": 1, "unknown_scenario": 1, "bad_numeric:price": 1,
+                                  "duplicate_exposure": 1}
+    assert sum(report.scored.values()) == 302 == read_table(spark, cfg, "scores").count()
+    spec = FeatureSpec.load(root / "feature_spec.json")
+    oov_in_good = int((~good["user_city"].astype(str).isin(spec.categorical["user_city"])).sum())
+    assert report.oov["user_city"] == oov_in_good + 1
+    assert report.oov["item_brand"] >= 1
+    q = read_table(spark, cfg, "scores_quarantine").toPandas()
+    assert sorted(q["reason"]) == sorted(report.quarantined)
+    assert (q["source"] == "candidates").all() and q["record"].str.contains("Atlantis").sum() == 0
+    scored_ids = set(read_table(spark, cfg, "scores").toPandas()["exposure_id"])
+    assert "bad-4" in scored_ids and "bad-5" in scored_ids and "bad-0" not in scored_ids
+    assert OOV_ID == 1
+
+
+def test_missing_columns_and_empty_dates_are_named(spark, root, tmp_path):
+    cfg = elsewhere(root, tmp_path)
+    candidates = read_table(spark, config(root), "candidates").drop("item_rating", "device_type")
+    write_table(candidates, cfg, "candidates", partition_by=["dt"])
+    with pytest.raises(SchemaError, match=r"missing columns \['item_rating', 'device_type'\]"):
+        score_candidates(spark, cfg, DATE)
+    write_table(read_table(spark, config(root), "candidates"), cfg, "candidates", partition_by=["dt"])
+    with pytest.raises(ValueError, match="candidates has no rows dated 2027-01-01"):
+        score_candidates(spark, cfg, "2027-01-01")
+
+
+def test_failure_mid_run_leaves_the_previous_scores(spark, root, tmp_path):
+    cfg = config(root)
+    score_candidates(spark, cfg, DATE)
+    version = table_version(spark, cfg, "scores")
+    before = read_table(spark, cfg, "scores").count()
+
+    class FailsOnScenarioB(mlflow.pyfunc.PythonModel):
+        """Scores scenario a, then fails when a batch holds scenario b."""
+
+        def predict(self, context, model_input, params=None):
+            if (model_input["scenario_idx"] == 1).any():
+                raise RuntimeError("injected failure")
+            return pd.DataFrame({"p_ctr": np.full(len(model_input), 0.5), "p_ctcvr": np.full(len(model_input), 0.1)})
+
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=FailsOnScenarioB(),
+                                       artifacts={"feature_spec": str(root / "feature_spec.json")},
+                                       registered_model_name="hinet")
+    with pytest.raises(Exception, match="injected failure"):
+        score_candidates(spark, cfg, DATE, model=str(info.registered_model_version))
+    assert table_version(spark, cfg, "scores") == version
+    scores = read_table(spark, cfg, "scores")
+    assert scores.count() == before and scores.where("p_ctr = 0.5").count() == 0
