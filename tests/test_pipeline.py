@@ -50,7 +50,7 @@ def test_four_jobs_end_to_end(spark, tmp_path, capsys, monkeypatch):
     setup(cfg)
     client = mlflow.MlflowClient()
     champion = client.get_model_version_by_alias("hinet", "champion")
-    assert champion.version == "1" and {r["model_version"] for r in scores.select("model_version").collect()} == {"1"}
+    assert str(champion.version) == "1" and {r["model_version"] for r in scores.select("model_version").collect()} == {"1"}
     run = client.get_run(champion.run_id)
     assert run.data.params["data.test_dates"] == "2026-01-04..2026-01-04"
     assert run.data.params["data.train_dates"] == "2026-01-01..2026-01-02"
