@@ -32,7 +32,8 @@ def main() -> int:
     versions = client.search_model_versions(f"name='{name}'")
     print(f"\nRegistered model {name!r}: {len(versions)} version(s)")
     for v in sorted(versions, key=lambda v: int(v.version)):
-        print(f"  version {v.version}: aliases {list(v.aliases)}, validation mean AUC {v.tags.get('val_auc.mean')}")
+        v = client.get_model_version(name, v.version)  # search results carry no aliases
+        print(f"  version {v.version}: aliases {sorted(v.aliases)}, validation mean AUC {v.tags.get('val_auc.mean')}")
     if table_exists(spark, cfg, "scores"):
         print("\nScores per scenario and date (mean p_ctr, mean p_ctcvr):")
         rows = read_table(spark, cfg, "scores").groupBy("dt", "scenario", "model_version").agg(
