@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -68,6 +70,7 @@ def measure(spark, cfg, rows: int) -> dict[str, float]:
     began = time.perf_counter()
     report = score_candidates(spark, cfg, DATE)
     job_s = time.perf_counter() - began
+    print(f"  job phases: {report.timings}", flush=True)
     assert sum(report.scored.values()) == rows, report.scored
 
     spec = FeatureSpec.load(cfg.features.spec_path)
@@ -81,7 +84,8 @@ def measure(spark, cfg, rows: int) -> dict[str, float]:
     udf_s = time.perf_counter() - began
     frame = feats.toPandas().astype("int32")
     feats.unpersist()
-    cores = spark.sparkContext.defaultParallelism
+    match = re.fullmatch(r"local\[(\d+)\]", spark.sparkContext.master)
+    cores = int(match.group(1)) if match else os.cpu_count()  # the cores Spark's tasks run on
     bare = bare_rate(frame, list(spec.columns), ref.uri, cfg.scoring.batch_size, cores)
     return {"rows": rows, "job_s": job_s, "job_rate": rows / job_s, "udf_rate": rows / udf_s, "bare_rate": bare,
             "cores": cores}

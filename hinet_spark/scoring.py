@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,7 @@ class ScoreReport:
     stats: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # task -> scenario -> stat
     scores_version: int | None = None
     mlflow_run_id: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds
 
     def check(self) -> None:
         read, scored, bad = sum(self.read.values()), sum(self.scored.values()), sum(self.quarantined.values())
@@ -133,6 +135,7 @@ def read_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tupl
 def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tuple[str, ...] | None = None,
                      model: str | None = None) -> ScoreReport:
     """Score the candidates of ``date`` (all scenarios of the model, or ``scenarios``)."""
+    clock = time.perf_counter()
     day, _ = parse_range(date, date)
     date = day.isoformat()
     setup_mlflow(cfg)
@@ -163,9 +166,11 @@ def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tup
         try:
             _count(report, features, quarantine, spec)
             report.check()
+            clock = _lap(report, "prepare", clock)
             where = f"dt = '{date}'" + (f" AND scenario IN ({', '.join(repr(s) for s in chosen)})"
                                          if scenarios is not None else "")
             write_table(quarantine, cfg, "scores_quarantine", partition_by=["dt"], replace_where=where)
+            clock = _lap(report, "write_quarantine", clock)
             spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.scoring.batch_size))
             udf = mlflow.pyfunc.spark_udf(spark, str(local), result_type=RESULT_TYPE, env_manager="local")
             scores = features.withColumn("_p", udf(F.struct(*spec.columns, "scenario_idx"))).select(
@@ -173,6 +178,7 @@ def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tup
                 F.lit(ref.name).alias("model_name"), F.lit(ref.version).alias("model_version"),
                 F.lit(scored_at).cast("timestamp").alias("scored_at"))
             write_table(scores, cfg, "scores", partition_by=["scenario", "dt"], replace_where=where)
+            clock = _lap(report, "score_and_write", clock)
         finally:
             features.unpersist()
             quarantine.unpersist()
@@ -183,11 +189,19 @@ def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tup
     if {s: n for s, n in report.scored.items() if n} != {s: n for s, n in _counts(written).items() if n}:
         raise ReconciliationError(f"scores {date}: the table holds {_counts(written)} rows per scenario, "
                                   f"the job scored {report.scored}")
+    clock = _lap(report, "read_back_and_stats", clock)
     report.mlflow_run_id = _log_run(cfg, report, hist)
-    logger.info("scored %s: %s rows per scenario, %d quarantined %s, out-of-vocabulary %s; scores version %d",
-                date, report.scored, sum(report.quarantined.values()), report.quarantined, report.oov,
-                report.scores_version)
+    _lap(report, "mlflow", clock)
+    logger.info("scored %s: %s rows per scenario, %d quarantined %s, out-of-vocabulary %s; scores version %d; "
+                "seconds per phase %s", date, report.scored, sum(report.quarantined.values()), report.quarantined,
+                report.oov, report.scores_version, report.timings)
     return report
+
+
+def _lap(report: ScoreReport, phase: str, since: float) -> float:
+    now = time.perf_counter()
+    report.timings[phase] = round(now - since, 2)
+    return now
 
 
 def _counts(df: DataFrame) -> dict[str, int]:
@@ -243,6 +257,7 @@ def _log_run(cfg: Config, report: ScoreReport, hist: dict[str, dict[str, list[in
                    "rows_quarantined": sum(report.quarantined.values())}
         metrics.update({f"rows_scored.scenario_{s}": n for s, n in report.scored.items()})
         metrics.update({f"oov.{c}": n for c, n in report.oov.items()})
+        metrics.update({f"seconds.{phase}": v for phase, v in report.timings.items()})
         for task, per in report.stats.items():
             for s, st in per.items():
                 metrics.update({f"{task}.{k}.scenario_{s}": v for k, v in st.items()})
