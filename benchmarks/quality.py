@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--emb", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-steps", type=int, default=0)
+    ap.add_argument("--models", default=None, help="comma-separated subset of the Table II/III models")
     ap.add_argument("--out", default=None, help="markdown file (default: docs/benchmarks.md section; quick: "
                     "benchmarks/out/quality_quick.md)")
     args = ap.parse_args(argv)
@@ -211,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[dict] = []
     models = ["hinet", "shared_bottom"] if args.quick else [*TABLE2, *TABLE3]
+    if args.models:
+        models = [m for m in args.models.split(",") if m]
     sweeps: list[tuple[str, list[str]]] = []
     for k in (1, 3, 5, 7):
         sweeps.append((f"sei_experts={k}", [f"model.sei_experts={k}"]))
