@@ -3,7 +3,7 @@
 #   - a project-local virtualenv (.venv) on Python 3.11
 #   - torch first, then Horovod 0.28.1 built from its sdist with the C++17 fix (PyTorch + Gloo),
 #     the built wheel cached outside the repo ($HINET_CACHE/wheels) so later clones reuse it
-#   - the rest of the pinned stack from setup.cfg (+ the dev extra)
+#   - the rest of the pinned stack from setup.cfg (the local and dev extras)
 #   - the Delta Lake jars fetched through Maven into $HINET_CACHE/jars (Spark then starts offline)
 #   - a check that proves the stack (scripts/check_stack.py)
 # Idempotent: when nothing changed since the last successful run it only re-runs the check.
@@ -81,7 +81,7 @@ else
 fi
 "${PIP[@]}" install -q "$hvd_wheel"
 
-log "project and pinned stack (setup.cfg, dev extra)"
+log "project and pinned stack (setup.cfg, local + dev extras)"
 "${PIP[@]}" install -q --find-links "$WHEELS" -e ".[local,dev]"
 
 for artifact in "delta-spark_$SCALA_BINARY" "delta-storage"; do
