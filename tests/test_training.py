@@ -49,7 +49,7 @@ def test_horovod_two_workers_learn(spark, root, tmp_path):
                  f"train.checkpoint_dir={tmp_path}/ckpt")
     result = fit(spark, cfg)
     assert [h["epoch"] for h in result.history] == [0, 1, 2, 3, 4, 5]
-    # The large scenarios are learned (an untrained model scores ~0.50). 40k training rows
+    # The large scenarios are learned (chance is 0.50). 40k training rows
     # of mostly id features overfit after 2-3 epochs, so a test AUC of ~0.56 (oracle ~0.8)
     # is what this size reaches; the shard is sorted, so the run repeats exactly.
     for s in ("a", "b"):
