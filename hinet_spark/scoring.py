@@ -185,9 +185,9 @@ def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tup
     report.scores_version = table_version(spark, cfg, "scores")
     written = read_table(spark, cfg, "scores").where(F.col("dt") == F.lit(date).cast("date")) \
         .where(F.col("scenario").isin(*chosen))
-    hist = _stats(report, written, cfg.scoring.histogram_bins)
-    if {s: n for s, n in report.scored.items() if n} != {s: n for s, n in _counts(written).items() if n}:
-        raise ReconciliationError(f"scores {date}: the table holds {_counts(written)} rows per scenario, "
+    held, hist = _stats(report, written, cfg.scoring.histogram_bins)
+    if held != report.scored:
+        raise ReconciliationError(f"scores {date}: the table holds {held} rows per scenario, "
                                   f"the job scored {report.scored}")
     clock = _lap(report, "read_back_and_stats", clock)
     report.mlflow_run_id = _log_run(cfg, report, hist)
@@ -204,10 +204,6 @@ def _lap(report: ScoreReport, phase: str, since: float) -> float:
     return now
 
 
-def _counts(df: DataFrame) -> dict[str, int]:
-    return {str(r["scenario"]): int(r["count"]) for r in df.groupBy("scenario").count().collect()}
-
-
 def _count(report: ScoreReport, features: DataFrame, quarantine: DataFrame, spec: FeatureSpec) -> None:
     """Scored rows per scenario, OOV ids per categorical feature, quarantined rows per reason."""
     oov_cols = [F.sum((F.col(f"f_{c}") == OOV_ID).cast("long")).alias(c) for c in spec.categorical]
@@ -217,13 +213,17 @@ def _count(report: ScoreReport, features: DataFrame, quarantine: DataFrame, spec
     report.quarantined = {r["reason"]: int(r["count"]) for r in quarantine.groupBy("reason").count().collect()}
 
 
-def _stats(report: ScoreReport, written: DataFrame, bins: int) -> dict[str, dict[str, list[int]]]:
-    """Mean, p50, p99 per task x scenario into the report; histogram counts returned."""
-    aggs = []
+def _stats(report: ScoreReport, written: DataFrame,
+           bins: int) -> tuple[dict[str, int], dict[str, dict[str, list[int]]]]:
+    """Mean, p50, p99 per task x scenario into the report; (rows per scenario, histogram counts)
+    returned, from the same aggregation."""
+    aggs = [F.count("*").alias("_n")]
     for task in ("p_ctr", "p_ctcvr"):
         aggs += [F.mean(task).alias(f"{task}|mean"),
                  F.percentile_approx(task, [0.5, 0.99], 10000).alias(f"{task}|q")]
+    held = {}
     for r in written.groupBy("scenario").agg(*aggs).collect():
+        held[str(r["scenario"])] = int(r["_n"])
         for task in ("p_ctr", "p_ctcvr"):
             q = r[f"{task}|q"]
             report.stats.setdefault(task, {})[str(r["scenario"])] = {
@@ -234,7 +234,7 @@ def _stats(report: ScoreReport, written: DataFrame, bins: int) -> dict[str, dict
         for r in written.groupBy("scenario", b.alias("b")).count().collect():
             counts = hist.setdefault(task, {}).setdefault(str(r["scenario"]), [0] * bins)
             counts[r["b"]] = int(r["count"])
-    return hist
+    return held, hist
 
 
 def _log_run(cfg: Config, report: ScoreReport, hist: dict[str, dict[str, list[int]]]) -> str:
