@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
-from hinet_spark.config import Config, load_config
+from hinet_spark.config import Config, ConfigError, load_config
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -49,17 +49,39 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.conf, args.overrides)
 
 
+def _operator_errors() -> tuple[type[BaseException], ...]:
+    """Failures whose message says everything an operator needs: logged as one line."""
+    from hinet_spark.checkpoints import CheckpointError
+    from hinet_spark.feature_spec import FeatureSpecError
+    from hinet_spark.io import ConcurrentRunError, StorageError, TableNotFoundError, TableReadError
+    from hinet_spark.samples import EmptyInputError
+    from hinet_spark.schemas import SchemaError
+
+    return (ConfigError, StorageError, TableNotFoundError, TableReadError, ConcurrentRunError, SchemaError,
+            FeatureSpecError, EmptyInputError, CheckpointError)
+
+
 def run_job(main_body: Callable[[argparse.Namespace, Config], int], args: argparse.Namespace) -> int:
     """Set up logging, load the config and run ``main_body(args, cfg)``.
 
-    Any exception is logged with its traceback and turned into exit code 1: a batch job
-    never reports success after a failure.
+    Any exception turns into exit code 1: a batch job never reports success after a failure.
+    A known failure (bad config, a damaged or missing table, a concurrent run, bad input) is
+    one ERROR line that names the problem, with the traceback at DEBUG; anything else is
+    logged with its traceback.
     """
     setup_logging(args.log_level)
     log = logging.getLogger(getattr(main_body, "__module__", "job"))
+    cfg = None
     try:
         cfg = config_from_args(args)
         return int(main_body(args, cfg) or 0)
-    except Exception:
-        log.exception("job failed")
+    except Exception as exc:
+        from hinet_spark.io import explain_failure
+
+        explained = explain_failure(exc, cfg) if cfg is not None else None
+        if explained or isinstance(exc, _operator_errors()):
+            log.error("job failed: %s", explained or exc)
+            log.debug("traceback", exc_info=True)
+        else:
+            log.exception("job failed")
         return 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,16 @@ TASKS = ("ctr", "ctcvr")
 
 class ConfigError(ValueError):
     """A configuration file or override is missing, malformed or holds a bad value."""
+
+
+# A table name is a plain identifier: it becomes one folder under storage.root (or one
+# name in the catalog schema), so no separators, no "..", no spaces.
+TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# What else lives directly under storage.root; a table may not take these names.
+RESERVED_NAMES = frozenset({"_delta_log", "checkpoints", "petastorm_cache", "derby", "feature_specs",
+                            "mlruns", "mlflow_artifacts", "spark_warehouse"})
+TABLE_KEYS = ("raw_exposures", "raw_clicks", "raw_orders", "oracle", "candidates", "synthetic_staging",
+              "samples", "quarantine", "scores", "scores_quarantine")
 
 
 # --------------------------------------------------------------------------------------
@@ -130,6 +141,7 @@ class FeaturesSection:
     fit_end: str | None = None  # None: the last date of the build range
     click_window_hours: int = 24
     order_window_hours: int = 72
+    dedup_lookback_days: int = 7  # an exposure id already in samples this many days back is a duplicate
     spec_path: str | None = None  # None: <storage.root>/feature_spec.json
 
 
@@ -249,7 +261,29 @@ def _parse_date(key: str, value: str) -> dt.date:
         raise ConfigError(f"{key}: expected a date YYYY-MM-DD, got {value!r}") from None
 
 
+def _validate_tables(storage: StorageSection) -> None:
+    missing = [k for k in TABLE_KEYS if k not in storage.tables]
+    if missing:
+        raise ConfigError(f"storage.tables: missing entries {missing}")
+    seen: dict[str, str] = {}
+    for key, name in storage.tables.items():
+        if not TABLE_NAME.match(name):
+            raise ConfigError(
+                f"storage.tables.{key}: {name!r} is not a plain table name (letters, digits and _, "
+                "starting with a letter or _; no '/', '..' or spaces)")
+        if name.lower() in RESERVED_NAMES:
+            raise ConfigError(f"storage.tables.{key}: {name!r} is reserved for another use under storage.root")
+        other = seen.get(name.lower())
+        if other:
+            raise ConfigError(f"storage.tables.{key}: {name!r} is also the name of storage.tables.{other}; "
+                              "each table needs its own name")
+        seen[name.lower()] = key
+    if not storage.root.strip():
+        raise ConfigError("storage.root: must not be empty")
+
+
 def _validate(cfg: Config) -> None:
+    _validate_tables(cfg.storage)
     names = cfg.scenarios.names
     if len(names) < 2:
         raise ConfigError(f"scenarios.names: HiNet needs at least 2 scenarios, got {list(names)}")
@@ -326,7 +360,13 @@ def _validate(cfg: Config) -> None:
     for key in ("train_start", "train_end", "val_start", "val_end", "test_start", "test_end"):
         if getattr(tr, key) is not None:
             _parse_date(f"train.{key}", getattr(tr, key))
+    if cfg.features.dedup_lookback_days < 0:
+        raise ConfigError(f"features.dedup_lookback_days: must be >= 0, got {cfg.features.dedup_lookback_days}")
     mdl = cfg.model
+    from hinet_spark.models.registry import MODELS  # torch; the registry is the one list of names
+
+    if mdl.name not in MODELS:
+        raise ConfigError(f"model.name: unknown model {mdl.name!r}; known: {sorted(MODELS)}")
     for key in ("embedding_dim", "sei_experts", "scenario_emb_dim", "task_shared_experts",
                 "task_specific_experts", "n_experts", "ple_levels"):
         if getattr(mdl, key) <= 0:
@@ -507,3 +547,17 @@ def load_config(env_file: str | Path | None = None, overrides: Sequence[str] = (
         return _build(Config, merged, "", sources)
     except TypeError as exc:  # a dataclass refused its arguments: name what we can
         raise ConfigError(f"invalid configuration: {exc}") from None
+    except ConfigError as exc:
+        raise _with_source(exc, sources) from None
+
+
+_KEY_PREFIX = re.compile(r"^([A-Za-z_][\w]*(?:\.[\w]+)+): ")
+
+
+def _with_source(exc: ConfigError, sources: Mapping[str, str]) -> ConfigError:
+    """Cross-field checks raise ``"<key>: <problem>"``; add where that key's value came from."""
+    text = str(exc)
+    match = _KEY_PREFIX.match(text)
+    if not match or "(from " in text:
+        return exc
+    return ConfigError(f"{text} (from {_source_of(match.group(1), sources)})")

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 from pyspark.ml.feature import Bucketizer
@@ -25,6 +25,24 @@ logger = logging.getLogger(__name__)
 
 EXPOSURE_KEYS = ("exposure_id", "request_id", "user_id", "item_id", "scenario", "event_time")
 QUARANTINE_COLUMNS = ("source", "reason", "exposure_id", "record", "dt")
+
+
+# Columns the pipeline adds to the rows it reads; a raw column of the same name would make
+# every later reference ambiguous.
+PIPELINE_COLUMNS = ("label_ctr", "label_ctcvr", "scenario_idx", "spec_hash")
+
+
+def drop_colliding_columns(df: DataFrame, contract: Sequence[str], features: Sequence[str],
+                           table: str) -> DataFrame:
+    """Drop extra (non-contract) columns whose names the pipeline uses itself: the labels,
+    ``scenario_idx``, ``spec_hash``, the ``f_<feature>`` id columns and
+    ``_``-prefixed working columns. A warning names each one."""
+    reserved = {*PIPELINE_COLUMNS, *(f"f_{f}" for f in features)}
+    clash = [c for c in df.columns if c not in contract and (c in reserved or c.startswith("_"))]
+    if clash:
+        logger.warning("%s: dropping extra columns %s (their names collide with columns the pipeline adds)",
+                       table, clash)
+    return df.drop(*clash)
 
 
 def _first_reason(checks: Sequence[tuple[Column, str]]) -> Column:
@@ -49,36 +67,67 @@ def quarantine_rows(df: DataFrame, source: str, reason: Column | str, dt: Column
     )
 
 
-def check_exposures(exposures: DataFrame, scenarios: Sequence[str], numeric: Sequence[str],
-                    source: str = "raw_exposures") -> tuple[DataFrame, DataFrame]:
+def date_check(dt_col: str, time_col: str) -> tuple[Column, str]:
+    """The partition date must be the (UTC) date of the event time: null or different dt is
+    ``bad_dt`` (a null-dt row would otherwise be invisible to every date-filtered build)."""
+    return (F.col(dt_col).isNull() | (F.col(dt_col) != F.to_date(time_col)), "bad_dt")
+
+
+def numeric_checks(ranges: Mapping[str, tuple[float | None, float | None]]) -> list[tuple[Column, str]]:
+    """``bad_numeric:<col>`` for NaN, +-inf and negatives; ``out_of_range:<col>`` outside the
+    contract's [min, max] (a null numeric passes: it gets the null id)."""
+    checks = []
+    for c, (lo, hi) in ranges.items():
+        x = F.col(c).cast("double")
+        checks.append((F.isnan(x) | (F.abs(x) == float("inf")) | (x < 0), f"bad_numeric:{c}"))
+        outside = F.lit(False)
+        if lo is not None:
+            outside = outside | (x < F.lit(lo))
+        if hi is not None:
+            outside = outside | (x > F.lit(hi))
+        checks.append((outside, f"out_of_range:{c}"))
+    return checks
+
+
+def _tiebreak(df: DataFrame) -> Column:
+    """A total order among rows equal in everything a window sorts on: the row's own content."""
+    return F.to_json(F.struct(*[F.col(c) for c in df.columns if not c.startswith("_")]))
+
+
+def check_exposures(exposures: DataFrame, scenarios: Sequence[str],
+                    ranges: Mapping[str, tuple[float | None, float | None]],
+                    source: str = "raw_exposures", seen_ids: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
     """(good exposures, quarantined rows). Reasons, first match wins:
 
-    ``null_key:<col>``, ``unknown_scenario``, ``bad_numeric:<col>`` (negative or NaN; a
-    null numeric is allowed and gets the null id), ``duplicate_exposure`` (same id seen
-    again: the earliest event is kept).
+    ``null_key:<col>``, ``bad_dt`` (dt null or not the date of event_time), ``unknown_scenario``,
+    ``bad_numeric:<col>`` (negative, NaN or infinite), ``out_of_range:<col>`` (outside the
+    contract's range), ``duplicate_exposure`` (the id is in ``seen_ids``, the exposures an
+    earlier build already turned into samples, or appears again among this frame's valid
+    rows: the earliest event is kept, exact ties broken by the row's content).
     """
     checks = [(F.col(k).isNull(), f"null_key:{k}") for k in EXPOSURE_KEYS]
+    checks.append(date_check("dt", "event_time"))
     checks.append((~F.col("scenario").isin(*scenarios), "unknown_scenario"))
-    for c in numeric:
-        x = F.col(c).cast("double")
-        checks.append((F.isnan(x) | (x < 0), f"bad_numeric:{c}"))
-    first = Window.partitionBy("exposure_id").orderBy(F.col("event_time").asc_nulls_last())
-    tagged = exposures.select(
-        "*",
-        _first_reason(checks).alias("_reason"),
-        F.row_number().over(first).alias("_rank"),
-    )
-    tagged = tagged.withColumn(
+    checks.extend(numeric_checks(ranges))
+    if seen_ids is not None:
+        exposures = exposures.join(
+            seen_ids.select("exposure_id").distinct().withColumn("_seen", F.lit(True)), "exposure_id", "left")
+        checks.append((F.col("_seen").isNotNull(), "duplicate_exposure"))
+    tagged = exposures.withColumn("_reason", _first_reason(checks))
+    first = Window.partitionBy("exposure_id", F.col("_reason").isNull()).orderBy(
+        F.col("event_time").asc_nulls_last(), _tiebreak(exposures))
+    tagged = tagged.withColumn("_rank", F.row_number().over(first)).withColumn(
         "_reason",
-        F.when(F.col("_reason").isNull() & F.col("exposure_id").isNotNull() & (F.col("_rank") > 1),
-               F.lit("duplicate_exposure")).otherwise(F.col("_reason")),
+        F.when(F.col("_reason").isNull() & (F.col("_rank") > 1), F.lit("duplicate_exposure"))
+        .otherwise(F.col("_reason")),
     )
-    good = tagged.where(F.col("_reason").isNull()).drop("_reason", "_rank")
-    bad = quarantine_rows(tagged.where(F.col("_reason").isNotNull()), source, "_reason", "dt")
+    good = tagged.where(F.col("_reason").isNull()).drop("_reason", "_rank", "_seen")
+    bad = quarantine_rows(tagged.where(F.col("_reason").isNotNull()), source, "_reason",
+                          F.coalesce(F.col("dt"), F.to_date("event_time")))
     return good, bad
 
 
-def _scope_events(events: DataFrame, exposures_all: DataFrame, start: str, end: str) -> DataFrame:
+def _scope_events(events: DataFrame, exposures_all: DataFrame, start: str, end: str, time_col: str) -> DataFrame:
     """Tag each event with its exposure (if any); keep the events this run accounts for.
 
     An event belongs to the run that builds its exposure's date; an event whose exposure does
@@ -88,7 +137,7 @@ def _scope_events(events: DataFrame, exposures_all: DataFrame, start: str, end: 
         exposures_all.alias("x"), F.col("e.exposure_id") == F.col("x.exposure_id"), "left"
     ).select("e.*", F.col("x.dt").alias("_exp_dt"), F.col("x.event_time").alias("_exp_time"),
              F.col("x._good").alias("_exp_good"))
-    scope_dt = F.coalesce(F.col("_exp_dt"), F.col("dt"))
+    scope_dt = F.coalesce(F.col("_exp_dt"), F.col("dt"), F.to_date(time_col))
     return joined.withColumn("_scope_dt", scope_dt).where(
         (F.col("_scope_dt") >= F.lit(start).cast("date")) & (F.col("_scope_dt") <= F.lit(end).cast("date")))
 
@@ -97,7 +146,7 @@ def _tag(events: DataFrame, checks: Sequence[tuple[Column, str]], time_col: str)
     """``_reason`` = first failing check; among an exposure's valid events all but the
     earliest become ``duplicate_event``."""
     tagged = events.withColumn("_reason", _first_reason(checks))
-    rank = Window.partitionBy("exposure_id", F.col("_reason").isNull()).orderBy(time_col)
+    rank = Window.partitionBy("exposure_id", F.col("_reason").isNull()).orderBy(time_col, _tiebreak(events))
     return tagged.withColumn("_rank", F.row_number().over(rank)).withColumn(
         "_reason", F.when(F.col("_reason").isNull() & (F.col("_rank") > 1), F.lit("duplicate_event"))
         .otherwise(F.col("_reason"))).drop("_rank")
@@ -110,12 +159,13 @@ def tag_clicks(clicks: DataFrame, exposures_all: DataFrame, start: str, end: str
     ``exposures_all``: exposure_id, event_time, dt, _good for every raw exposure the events
     may point to (the build range widened by the attribution windows), one row per id.
     A click counts if at or after its exposure and within ``window_s``. Reasons:
-    ``null_key``, ``orphan_event`` (no such exposure), ``exposure_rejected`` (the exposure
+    ``null_key``, ``bad_dt``, ``orphan_event`` (no such exposure), ``exposure_rejected`` (the exposure
     is quarantined), ``outside_window``, ``duplicate_event``.
     """
-    scoped = _scope_events(clicks, exposures_all, start, end)
+    scoped = _scope_events(clicks, exposures_all, start, end, "click_time")
     return _tag(scoped, [
         (F.col("exposure_id").isNull() | F.col("click_time").isNull(), "null_key"),
+        date_check("dt", "click_time"),
         (F.col("_exp_dt").isNull(), "orphan_event"),
         (~F.col("_exp_good"), "exposure_rejected"),
         ((F.col("click_time") < F.col("_exp_time"))
@@ -135,11 +185,15 @@ def tag_orders(orders: DataFrame, exposures_all: DataFrame, clicks: DataFrame, s
     """Like :func:`tag_clicks` for orders; ``clicks`` is :func:`first_clicks`' output.
 
     An order counts if at or after the attributed click and within ``window_s`` of it; extra
-    reason ``order_without_click``.
+    reasons ``bad_amount`` (NaN, infinite or negative; a null amount is allowed) and
+    ``order_without_click``.
     """
-    scoped = _scope_events(orders, exposures_all, start, end).join(clicks, "exposure_id", "left")
+    scoped = _scope_events(orders, exposures_all, start, end, "order_time").join(clicks, "exposure_id", "left")
+    amount = F.col("amount").cast("double")
     return _tag(scoped, [
         (F.col("exposure_id").isNull() | F.col("order_time").isNull(), "null_key"),
+        date_check("dt", "order_time"),
+        (F.isnan(amount) | (F.abs(amount) == float("inf")) | (amount < 0), "bad_amount"),
         (F.col("_exp_dt").isNull(), "orphan_event"),
         (~F.col("_exp_good"), "exposure_rejected"),
         (F.col("_click_time").isNull() | (F.col("order_time") < F.col("_click_time")), "order_without_click"),

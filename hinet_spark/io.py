@@ -8,6 +8,7 @@ the catalog table ``<catalog_schema>.<name>``.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,63 @@ class TableNotFoundError(LookupError):
     """A table a job needs does not exist."""
 
 
+class StorageError(RuntimeError):
+    """A write or delete would leave ``storage.root`` or touch a table the job does not own."""
+
+
+class TableReadError(RuntimeError):
+    """A Delta table exists but cannot be read (a damaged log, a data file deleted under it)."""
+
+
+class ConcurrentRunError(RuntimeError):
+    """Another run committed to the same table partition between this run's read and commit."""
+
+
+# Delta's optimistic-concurrency conflicts (io.delta.exceptions.*): the other writer won.
+_CONFLICTS = ("ConcurrentAppendException", "ConcurrentWriteException", "ConcurrentDeleteReadException",
+              "ConcurrentDeleteDeleteException", "ConcurrentTransactionException", "MetadataChangedException",
+              "ProtocolChangedException", "DELTA_CONCURRENT_")
+_MISSING_FILE = re.compile(r"(?:FileNotFoundException|DELTA_FILE_NOT_FOUND|FAILED_READ_FILE|"
+                           r"does not exist|cannot be found)")
+
+
+def _first_line(exc: BaseException) -> str:
+    """The cause in one line: the Java exception's message rather than py4j's "An error
+    occurred while calling o583.load"."""
+    for line in str(exc).strip().splitlines():
+        line = line.strip().lstrip(":").strip()
+        if line and not line.startswith("An error occurred while calling"):
+            return re.sub(r"^[\w.$]+(Exception|Error): ", "", line)[:300]
+    return type(exc).__name__
+
+
+def explain_failure(exc: BaseException, cfg: Config) -> str | None:
+    """One line naming the table, its path and the likely cause of a Spark/Delta failure that
+    surfaced after the read (Spark reads lazily), or None when it is not one of those."""
+    text = str(exc)
+    if not _MISSING_FILE.search(text):
+        return None
+    if cfg.storage.catalog_schema:
+        return None
+    for key in cfg.storage.tables:
+        try:
+            loc = table_location(cfg, key).rstrip("/")
+        except StorageError:
+            continue
+        for form in (loc, loc.replace(" ", "%20")):  # Hadoop prints paths raw or URL-encoded
+            start = text.find(f"file:{form}/")
+            if start >= 0:
+                path = text[start + len("file:"):].split("\n")[0].split(". ")[0].removesuffix(" does not exist")
+                return (f"Delta table {key!r} at {loc}: a file its log references is missing ({path}); "
+                        "someone deleted data files under the table (not through Delta). Restore the file, "
+                        "or RESTORE/rewrite the affected dates (docs/operations.md, failure modes)")
+    return None
+# A scratch table (the generator's staging) carries this marker file (Delta ignores files
+# starting with "_") or, in a catalog, this table property. drop_scratch_table removes nothing else.
+SCRATCH_MARKER = "_hinet_scratch"
+SCRATCH_PROPERTY = "hinet_spark.scratch"
+
+
 def table_name(cfg: Config, key: str) -> str:
     try:
         return cfg.storage.tables[key]
@@ -33,11 +91,19 @@ def table_name(cfg: Config, key: str) -> str:
 
 
 def table_location(cfg: Config, key: str) -> str:
-    """The path (embedded) or the qualified catalog name (cluster) of a table."""
+    """The path (embedded) or the qualified catalog name (cluster) of a table.
+
+    A path always resolves to a folder directly inside ``storage.root`` (config validation
+    allows plain names only; this check also catches a symlink pointing elsewhere).
+    """
     name = table_name(cfg, key)
     if cfg.storage.catalog_schema:
         return f"{cfg.storage.catalog_schema}.{name}"
-    return str(Path(cfg.storage.root).resolve() / name)
+    root = Path(cfg.storage.root).resolve()
+    path = (root / name).resolve()
+    if path.parent != root:
+        raise StorageError(f"storage.tables.{key}={name!r} resolves to {path}, outside storage.root {root}")
+    return str(path)
 
 
 def _by_path(cfg: Config) -> bool:
@@ -56,9 +122,14 @@ def read_table(spark: SparkSession, cfg: Config, key: str) -> DataFrame:
     loc = table_location(cfg, key)
     if not table_exists(spark, cfg, key):
         raise TableNotFoundError(f"Delta table {key!r} not found at {loc}")
-    if _by_path(cfg):
-        return spark.read.format("delta").load(loc)
-    return spark.read.table(loc)
+    try:  # loading replays the Delta log now: a damaged log fails here, named
+        if _by_path(cfg):
+            return spark.read.format("delta").load(loc)
+        return spark.read.table(loc)
+    except Exception as exc:
+        raise TableReadError(f"Delta table {key!r} at {loc} cannot be read: its transaction log is damaged or "
+                             f"a log file was deleted ({_first_line(exc)}); restore _delta_log from a backup "
+                             "or rebuild the table (docs/operations.md, failure modes)") from exc
 
 
 def table_version(spark: SparkSession, cfg: Config, key: str) -> int:
@@ -71,30 +142,72 @@ def table_version(spark: SparkSession, cfg: Config, key: str) -> int:
 
 
 def write_table(df: DataFrame, cfg: Config, key: str, *, partition_by: Sequence[str],
-                replace_where: str | None = None) -> None:
+                replace_where: str | None = None, scratch: bool = False) -> None:
     """Write a Delta table, replacing only the rows matching ``replace_where`` when given.
 
     With ``replace_where`` the write is idempotent for that slice (a rerun of a date leaves
     an identical table, other dates untouched); Delta checks that every written row matches
-    the predicate. Without it the whole table is overwritten.
+    the predicate. Without it the whole table is overwritten. ``scratch`` marks a table the
+    job drops again (:func:`drop_scratch_table`); it refuses to overwrite an existing table
+    that is not itself a scratch table.
     """
     loc = table_location(cfg, key)
+    spark = df.sparkSession
+    if scratch and not _is_scratch(spark, cfg, key):
+        taken = (Path(loc).exists() and any(Path(loc).iterdir())) if _by_path(cfg) else table_exists(spark, cfg, key)
+        if taken:
+            raise StorageError(f"storage.tables.{key}: {loc} exists and is not a scratch table of this project; "
+                               "refusing to overwrite it (choose another name, or remove it yourself)")
     writer = df.write.format("delta").mode("overwrite").partitionBy(*partition_by)
     if replace_where:
         writer = writer.option("replaceWhere", replace_where)
     else:
         writer = writer.option("overwriteSchema", "true")
     logger.info("writing Delta table %s (%s)", loc, replace_where or "full overwrite")
+    try:
+        _save(writer, cfg, loc)
+    except Exception as exc:
+        if any(name in str(exc) for name in _CONFLICTS):
+            raise ConcurrentRunError(
+                f"Delta table {key!r} at {loc}: another run committed to {replace_where or 'the table'} "
+                "first, so this run's write was refused and nothing of it was committed; the table holds the "
+                "other run's complete result. A rerun is safe (it replaces the same slice).") from exc
+        raise
+    if scratch and _by_path(cfg):
+        (Path(loc) / SCRATCH_MARKER).write_text("a scratch table of hinet-spark; dropped when its job ends\n")
+    elif scratch:
+        spark.sql(f"ALTER TABLE {loc} SET TBLPROPERTIES ('{SCRATCH_PROPERTY}' = 'true')")
+
+
+def _save(writer, cfg: Config, loc: str) -> None:
     if _by_path(cfg):
         writer.save(loc)
     else:
         writer.saveAsTable(loc)
 
 
-def drop_table(spark: SparkSession, cfg: Config, key: str) -> None:
-    """Remove a table (a scratch table a job staged) if it exists."""
+def _is_scratch(spark: SparkSession, cfg: Config, key: str) -> bool:
     loc = table_location(cfg, key)
     if _by_path(cfg):
-        shutil.rmtree(loc, ignore_errors=True)
+        return (Path(loc) / SCRATCH_MARKER).is_file()
+    if not table_exists(spark, cfg, key):
+        return False
+    props = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {loc}").collect()}
+    return props.get(SCRATCH_PROPERTY) == "true"
+
+
+def drop_scratch_table(spark: SparkSession, cfg: Config, key: str) -> None:
+    """Remove a scratch table a job staged (written with ``scratch=True``).
+
+    Anything else at that location, a real table or a folder the job did not create, is left
+    alone with a warning: a misconfigured name never deletes data.
+    """
+    loc = table_location(cfg, key)
+    if not _is_scratch(spark, cfg, key):
+        if (_by_path(cfg) and Path(loc).exists()) or (not _by_path(cfg) and table_exists(spark, cfg, key)):
+            logger.warning("not removing %s (storage.tables.%s): it is not a scratch table", loc, key)
+        return
+    if _by_path(cfg):
+        shutil.rmtree(loc)
     else:
         spark.sql(f"DROP TABLE IF EXISTS {loc}")

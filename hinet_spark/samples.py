@@ -10,20 +10,23 @@ that they reconcile.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from hinet_spark.config import Config
+from hinet_spark.config import Config, FeaturesSection
 from hinet_spark.feature_spec import FeatureSpec, FeatureSpecError
 from hinet_spark.features import (
     apply_spec,
     check_exposures,
+    drop_colliding_columns,
     event_quarantine,
     first_clicks,
     fit_spec,
@@ -31,7 +34,7 @@ from hinet_spark.features import (
     tag_clicks,
     tag_orders,
 )
-from hinet_spark.io import read_table, write_table
+from hinet_spark.io import read_table, table_exists, write_table
 from hinet_spark.schemas import load_schema, validate_dataframe
 
 logger = logging.getLogger(__name__)
@@ -71,7 +74,13 @@ class BuildReport:
 
 
 def spec_path(cfg: Config) -> Path:
+    """The pipeline's current feature spec (what training and scoring use)."""
     return Path(cfg.features.spec_path or Path(cfg.storage.root) / "feature_spec.json")
+
+
+def spec_archive(cfg: Config, spec_hash: str) -> Path:
+    """Every spec ever fitted, side by side by hash (never overwritten)."""
+    return spec_path(cfg).parent / "feature_specs" / f"{spec_hash}.json"
 
 
 def parse_range(start: str, end: str) -> tuple[dt.date, dt.date]:
@@ -84,20 +93,57 @@ def parse_range(start: str, end: str) -> tuple[dt.date, dt.date]:
     return a, b
 
 
-def _in_range(col: str, a: dt.date, b: dt.date) -> F.Column:
-    return (F.col(col) >= F.lit(a.isoformat()).cast("date")) & (F.col(col) <= F.lit(b.isoformat()).cast("date"))
+def _in_range(col: str | F.Column, a: dt.date, b: dt.date) -> F.Column:
+    c = F.col(col) if isinstance(col, str) else col
+    return (c >= F.lit(a.isoformat()).cast("date")) & (c <= F.lit(b.isoformat()).cast("date"))
+
+
+def _dated(df: DataFrame, time_col: str, a: dt.date, b: dt.date) -> DataFrame:
+    """Rows of the date range by ``dt``, plus rows with a null ``dt`` whose time falls in it
+    (they are quarantined as ``bad_dt``, not left invisible)."""
+    return df.where(_in_range("dt", a, b) | (F.col("dt").isNull() & _in_range(F.to_date(time_col), a, b)))
+
+
+def spec_settings(fc: FeaturesSection) -> dict:
+    """The feature settings a spec is fitted from (stored in its meta, compared on reuse)."""
+    return {"numeric": list(fc.numeric), "categorical": list(fc.categorical), "hashed": dict(fc.hashed),
+            "numeric_buckets": fc.numeric_buckets, "quantile_relative_error": fc.quantile_relative_error,
+            "min_count": fc.min_count, "fit_start": fc.fit_start, "fit_end": fc.fit_end}
+
+
+def settings_differences(spec: FeatureSpec, cfg: Config) -> list[str]:
+    """``features.<key>`` (and ``scenarios.names``) whose config value differs from what the
+    stored spec was fitted with."""
+    now = spec_settings(cfg.features)
+    stored = dict(spec.meta.get("settings") or {})
+    # what the spec content itself says (also for specs written before settings were stored)
+    stored.update({"numeric": list(spec.numeric), "categorical": list(spec.categorical),
+                   "hashed": dict(spec.hashed), "min_count": spec.min_count})
+    diffs = [f"features.{k}: spec {stored[k]!r}, config {now[k]!r}" for k in now
+             if k in stored and stored[k] != now[k] and k not in ("fit_start", "fit_end")]
+    for k, i in (("fit_start", 0), ("fit_end", 1)):
+        if now[k] is not None and now[k] != spec.fit_window[i]:
+            diffs.append(f"features.{k}: spec {spec.fit_window[i]!r}, config {now[k]!r}")
+    if spec.scenarios != tuple(cfg.scenarios.names):
+        diffs.append(f"scenarios.names: spec {list(spec.scenarios)}, config {list(cfg.scenarios.names)}")
+    return diffs
 
 
 def load_or_fit_spec(cfg: Config, good_exposures: DataFrame, start: str, end: str,
                      refit: bool) -> tuple[FeatureSpec, bool]:
-    """Reuse the stored spec unless ``refit`` or none exists yet; then fit and store one."""
+    """Reuse the current spec unless ``refit`` or none exists yet; then fit a new one.
+
+    A fitted spec is not yet the pipeline's current one: :func:`commit_spec` makes it so
+    once the samples built with it are committed.
+    """
     path = spec_path(cfg)
     if path.is_file() and not refit:
         spec = FeatureSpec.load(path)
-        if spec.scenarios != tuple(cfg.scenarios.names):
+        diffs = settings_differences(spec, cfg)
+        if diffs:
             raise FeatureSpecError(
-                f"{path}: fitted for scenarios {list(spec.scenarios)}, config has {list(cfg.scenarios.names)}; "
-                "pass --refit to fit a new spec")
+                f"{path} was fitted with other feature settings than the config ({'; '.join(diffs)}); "
+                "pass --refit to fit a new spec (and retrain), or restore the settings")
         logger.info("reusing feature spec %s from %s", spec.short_hash, path)
         return spec, False
     fc = cfg.features
@@ -105,9 +151,30 @@ def load_or_fit_spec(cfg: Config, good_exposures: DataFrame, start: str, end: st
     a, b = parse_range(*window)
     fit_rows = good_exposures.where(_in_range("dt", a, b))
     spec = fit_spec(fit_rows, fc, cfg.scenarios.names, window)
-    spec.save(path)
-    logger.info("fitted feature spec %s on %s..%s -> %s", spec.short_hash, window[0], window[1], path)
+    spec = dataclasses.replace(spec, meta={**spec.meta, "settings": spec_settings(fc)})
+    logger.info("fitted feature spec %s on %s..%s", spec.short_hash, window[0], window[1])
     return spec, True
+
+
+def commit_spec(cfg: Config, spec: FeatureSpec) -> None:
+    """Archive ``spec`` by hash and make it the current one (atomic rename)."""
+    archived = spec_archive(cfg, spec.hash)
+    if not archived.is_file():
+        spec.save(archived)
+    path = spec_path(cfg)
+    if not path.is_file() or FeatureSpec.load(path).hash != spec.hash:
+        spec.save(path)
+        logger.info("feature spec %s is now current (%s; archived as %s)", spec.short_hash, path, archived)
+
+
+def _seen_exposure_ids(spark: SparkSession, cfg: Config, a: dt.date) -> DataFrame | None:
+    """Exposure ids the samples table already holds in the ``dedup_lookback_days`` before ``a``."""
+    days = cfg.features.dedup_lookback_days
+    if days == 0 or not table_exists(spark, cfg, "samples"):
+        return None
+    earlier = read_table(spark, cfg, "samples").where(_in_range("dt", a - dt.timedelta(days=days),
+                                                                 a - dt.timedelta(days=1)))
+    return earlier.select("exposure_id")
 
 
 def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit: bool = False) -> BuildReport:
@@ -118,17 +185,22 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
     raw = {k: read_table(spark, cfg, k) for k in ("raw_exposures", "raw_clicks", "raw_orders")}
     for key, df in raw.items():
         validate_dataframe(df, load_schema(key), f"table {key}")
-    missing = [c for c in (*fc.numeric, *fc.categorical, *fc.hashed) if c not in raw["raw_exposures"].columns]
+    features = (*fc.numeric, *fc.categorical, *fc.hashed)
+    missing = [c for c in features if c not in raw["raw_exposures"].columns]
     if missing:
         raise ValueError(f"features {missing} are configured but not columns of raw_exposures")
+    raw = {k: drop_colliding_columns(df, load_schema(k).names, features, k) for k, df in raw.items()}
 
-    exposures = raw["raw_exposures"].where(_in_range("dt", a, b))
-    good, bad_exposures = check_exposures(exposures, cfg.scenarios.names, fc.numeric)
+    exposures = _dated(raw["raw_exposures"], "event_time", a, b)
+    ranges = load_schema("raw_exposures").ranges(fc.numeric)
+    good, bad_exposures = check_exposures(exposures, cfg.scenarios.names, ranges,
+                                          seen_ids=_seen_exposure_ids(spark, cfg, a))
     good = good.persist()
     # one pass over the range's exposures: the per-scenario counts also give the total
     read_by_scenario = {r["scenario"]: int(r["count"]) for r in exposures.groupBy("scenario").count().collect()}
     if not read_by_scenario:
         raise EmptyInputError(f"raw_exposures has no rows dated {start}..{end}")
+    _warn_undatable(raw)
 
     # Every exposure an event of this run may point to, one row per id, flagged good or not.
     around = raw["raw_exposures"].where(_in_range("dt", a - late, b + late))
@@ -139,9 +211,9 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
         .select("exposure_id", "event_time", "dt", F.coalesce("_is_good", F.lit(False)).alias("_good"))
     )
     exposures_all = exposures_all.persist()
-    clicks = tag_clicks(raw["raw_clicks"].where(_in_range("dt", a - late, b + late)), exposures_all,
+    clicks = tag_clicks(_dated(raw["raw_clicks"], "click_time", a - late, b + late), exposures_all,
                         start, end, fc.click_window_hours * 3600).persist()
-    orders = tag_orders(raw["raw_orders"].where(_in_range("dt", a - late, b + late)), exposures_all,
+    orders = tag_orders(_dated(raw["raw_orders"], "order_time", a - late, b + late), exposures_all,
                         first_clicks(clicks), start, end, fc.order_window_hours * 3600).persist()
 
     spec, fitted = load_or_fit_spec(cfg, good, start, end, refit)
@@ -152,29 +224,48 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
     quarantine = bad_exposures.unionByName(event_quarantine(clicks, orders)).persist()
 
     # Count before writing (so a failed reconciliation writes nothing), from the persisted rows.
-    report = _report(start, end, spec, fitted, read_by_scenario, samples, quarantine, clicks.count(),
-                     orders.count())
+    report = _report(start, end, spec, fitted, cfg.scenarios.names, read_by_scenario, samples, quarantine,
+                     clicks.count(), orders.count())
     report.check()
+    if fitted:  # archived before the write, so the samples' spec_hash always has its file
+        spec.save(spec_archive(cfg, spec.hash))
     where = f"dt >= '{a.isoformat()}' AND dt <= '{b.isoformat()}'"
     write_table(samples, cfg, "samples", partition_by=["scenario", "dt"], replace_where=where)
     write_table(quarantine, cfg, "quarantine", partition_by=["source", "dt"], replace_where=where)
+    commit_spec(cfg, spec)  # the current spec switches only now that its samples are committed
     for df in (good, exposures_all, clicks, orders, samples, quarantine):
         df.unpersist()
     report.check()
     logger.info("built samples %s..%s with spec %s: %s", start, end, spec.short_hash, report.per_scenario)
+    empty = [s for s, v in report.per_scenario.items() if v["exposures_read"] == 0]
+    if empty:
+        logger.warning("scenarios with no exposures in %s..%s: %s", start, end, empty)
     for source, reasons in report.quarantined.items():
         if reasons:
             logger.warning("quarantined from %s: %s", source, reasons)
     return report
 
 
-def _report(start: str, end: str, spec: FeatureSpec, fitted: bool, read_by_scenario: dict,
-            samples: DataFrame, quarantine: DataFrame, n_clicks: int, n_orders: int) -> BuildReport:
-    """Counts of the rows read, the samples and the quarantined rows about to be written."""
+def _warn_undatable(raw: dict[str, DataFrame]) -> None:
+    """Rows with neither a dt nor an event time belong to no build: name how many."""
+    times = {"raw_exposures": "event_time", "raw_clicks": "click_time", "raw_orders": "order_time"}
+    for key, df in raw.items():
+        n = df.where(F.col("dt").isNull() & F.col(times[key]).isNull()).count()
+        if n:
+            logger.warning("%s: %d rows have neither dt nor %s; no date range can build them (fix them at "
+                           "the source)", key, n, times[key])
+
+
+def _report(start: str, end: str, spec: FeatureSpec, fitted: bool, scenarios: Sequence[str],
+            read_by_scenario: dict, samples: DataFrame, quarantine: DataFrame, n_clicks: int,
+            n_orders: int) -> BuildReport:
+    """Counts of the rows read, the samples and the quarantined rows about to be written;
+    every configured scenario is listed, with zeros when it had no rows."""
     report = BuildReport(start, end, spec.hash, fitted)
     written = {r["scenario"]: r for r in samples.groupBy("scenario").agg(
         F.count("*").alias("n"), F.sum("label_ctr").alias("clicks"), F.sum("label_ctcvr").alias("orders")).collect()}
-    for s in sorted(set(read_by_scenario) | set(written), key=lambda x: (x is None, str(x))):
+    extra = sorted((set(read_by_scenario) | set(written)) - set(scenarios), key=lambda x: (x is None, str(x)))
+    for s in [*scenarios, *extra]:
         w = written.get(s)
         report.per_scenario[str(s)] = {
             "exposures_read": int(read_by_scenario.get(s, 0)),

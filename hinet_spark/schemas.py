@@ -39,6 +39,8 @@ class Column:
     nullable: bool
     role: str
     description: str
+    min: float | None = None  # the contract's range of a numeric column (inclusive)
+    max: float | None = None
 
     @property
     def spark_type(self) -> T.DataType:
@@ -64,6 +66,11 @@ class TableSchema:
     def by_role(self, role: str) -> list[str]:
         return [c.name for c in self.columns if c.role == role]
 
+    def ranges(self, columns: list[str] | tuple[str, ...]) -> dict[str, tuple[float | None, float | None]]:
+        """[min, max] of each of ``columns`` (None where the contract gives no bound)."""
+        by_name = {c.name: c for c in self.columns}
+        return {n: (by_name[n].min, by_name[n].max) if n in by_name else (None, None) for n in columns}
+
 
 def schemas_dir() -> Path:
     """``schemas/`` of the checkout, or the copy shipped inside the wheel."""
@@ -86,7 +93,8 @@ def load_schema(name: str) -> TableSchema:
             raise SchemaError(f"{path}: column {c['name']!r} has unknown type {c['type']!r}")
         if c["role"] not in ROLES:
             raise SchemaError(f"{path}: column {c['name']!r} has unknown role {c['role']!r}")
-        cols.append(Column(c["name"], c["type"], bool(c["nullable"]), c["role"], c["description"]))
+        cols.append(Column(c["name"], c["type"], bool(c["nullable"]), c["role"], c["description"],
+                           c.get("min"), c.get("max")))
     return TableSchema(raw["name"], int(raw["version"]), raw["description"],
                        tuple(raw["partition_columns"]), tuple(cols))
 

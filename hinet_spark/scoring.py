@@ -31,7 +31,7 @@ from pyspark.sql import types as T
 
 from hinet_spark.config import Config
 from hinet_spark.feature_spec import OOV_ID, FeatureSpec, FeatureSpecError
-from hinet_spark.features import apply_spec, check_exposures
+from hinet_spark.features import apply_spec, check_exposures, drop_colliding_columns
 from hinet_spark.io import read_table, table_version, write_table
 from hinet_spark.samples import EmptyInputError, ReconciliationError, parse_range, spec_path
 from hinet_spark.schemas import load_schema, validate_dataframe
@@ -160,7 +160,10 @@ def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tup
         if not report.read:
             raise EmptyInputError(f"candidates has no rows dated {date}"
                                   + (f" for scenarios {list(scenarios)}" if scenarios else ""))
-        good, bad = check_exposures(candidates, spec.scenarios, list(spec.numeric), source="candidates")
+        contract = load_schema("candidates")
+        candidates = drop_colliding_columns(candidates, contract.names, spec.feature_order, "candidates")
+        good, bad = check_exposures(candidates, spec.scenarios, contract.ranges(list(spec.numeric)),
+                                    source="candidates")
         features = apply_spec(good, spec).select(*KEYS, "scenario", "dt", "scenario_idx", *spec.columns).persist()
         quarantine = bad.withColumn("scenario", F.get_json_object("record", "$.scenario")).persist()
         try:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from pyspark.sql import SparkSession
 
+from hinet_spark.checkpoints import CheckpointError, check_resumable, fingerprint
 from hinet_spark.config import Config, ModelSection, TrainSection
 from hinet_spark.data import Snapshot, batch_tensors, converters, read_snapshot
 from hinet_spark.evaluation import Evaluation, evaluate
@@ -155,6 +156,7 @@ class Payload:
     val_data: dict[str, np.ndarray]  # the validation rows (columns as numpy), for rank 0
     checkpoint_dir: str
     resume: bool
+    fingerprint: dict  # what the checkpoints belong to (hinet_spark.checkpoints)
 
 
 def _device(use_gpu: bool, rank: int) -> torch.device:
@@ -226,6 +228,12 @@ def _epoch_batches(shard: dict[str, torch.Tensor], batch_size: int, steps: int,
     for i in range(steps):
         idx = order[i * batch_size:(i + 1) * batch_size]
         yield {k: v[idx] for k, v in shard.items()}
+
+
+def _save_latest(state: dict, latest: Path) -> None:
+    tmp = latest.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, latest)  # atomic: a kill never leaves half a checkpoint
 
 
 def train_worker(p: Payload) -> dict | None:
@@ -305,10 +313,10 @@ def train_worker(p: Payload) -> dict | None:
                         rate, seconds, eta)
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                     "best": best, "bad_epochs": bad_epochs, "history": history, "best_state": best_state}
+                     "best": best, "bad_epochs": bad_epochs, "history": history, "best_state": best_state,
+                     "fingerprint": p.fingerprint, "completed": False}
             torch.save(state, ckpt_dir / f"epoch-{epoch}.pt")
-            torch.save(state, ckpt_dir / "latest.tmp")
-            os.replace(ckpt_dir / "latest.tmp", latest)
+            _save_latest(state, latest)
         if bad_epochs >= t.early_stopping_patience:
             if rank == 0:
                 logger.info("early stop after epoch %d: no better validation AUC for %d epochs",
@@ -316,6 +324,9 @@ def train_worker(p: Payload) -> dict | None:
             break
     if rank != 0:
         return None
+    if latest.is_file():  # a finished run's checkpoint is not resumable
+        state = torch.load(latest, map_location="cpu", weights_only=False)
+        _save_latest({**state, "completed": True}, latest)
     return {"best_state": best_state, "history": history, "best_val_auc": best, "world_size": size}
 
 
@@ -387,13 +398,21 @@ def fit(spark: SparkSession, cfg: Config, resume: bool = False) -> TrainResult:
     weights = tuple(float(w) for w in scenario_weights(train_counts, overrides))
     logger.info("loss weights lambda_i: %s", dict(zip(names, [round(w, 2) for w in weights])))
     ckpt = cfg.train.checkpoint_dir or str(Path(cfg.storage.root) / "checkpoints" / cfg.model.name)
+    run_fingerprint = fingerprint(snap.version, snap.dates, spec.hash, cfg.model, cfg.train)
+    if resume:
+        latest = Path(ckpt) / "latest.pt"
+        if not latest.is_file():
+            raise CheckpointError(f"--resume: no checkpoint at {latest.resolve()}")
+        check_resumable(torch.load(latest, map_location="cpu", weights_only=False), run_fingerprint,
+                        latest.resolve())
     model_spec = ModelSpec(cfg.model, spec.vocab_sizes, len(names))
     num_shards = cfg.train.num_proc if cfg.train.launcher != "local" else 1
     began = time.perf_counter()
     val_data = validation_arrays(snap, cfg.train.max_val_rows, cfg.train.seed)
     with converters(spark, cfg, snap, num_shards) as conv:
         payload = Payload(cfg.model, cfg.train, spec.vocab_sizes, names, tuple(spec.columns), weights,
-                          sum(train_counts), conv["train"], val_data, str(Path(ckpt).resolve()), resume)
+                          sum(train_counts), conv["train"], val_data, str(Path(ckpt).resolve()), resume,
+                          run_fingerprint)
         result = launch(payload, cfg)
         seconds = time.perf_counter() - began
         model = build_model(model_spec)

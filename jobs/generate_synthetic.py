@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from hinet_spark.cli import base_parser, run_job
 from hinet_spark.config import Config
-from hinet_spark.io import drop_table, read_table, write_table
+from hinet_spark.io import drop_scratch_table, read_table, write_table
 from hinet_spark.spark import get_spark
 from hinet_spark.synthetic import date_range, generate, split
 
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     spark = get_spark(cfg)
     first, last, cand = date_range(cfg)
     # Stage every generated row once, then split the staged table into the raw tables.
-    write_table(generate(spark, cfg), cfg, "synthetic_staging", partition_by=["dt"])
+    write_table(generate(spark, cfg), cfg, "synthetic_staging", partition_by=["dt"], scratch=True)
     try:
         staged = read_table(spark, cfg, "synthetic_staging")
         logged = staged.where(F.col("dt") <= F.lit(last).cast("date"))
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
                     replace_where=f"dt = '{cand}'")
         write_table(split(staged).oracle, cfg, "oracle", partition_by=["dt"], replace_where=spill)
     finally:
-        drop_table(spark, cfg, "synthetic_staging")
+        drop_scratch_table(spark, cfg, "synthetic_staging")
     logger.info("generated %d days %s..%s (%d exposures/day) and candidates for %s",
                 cfg.synthetic.days, first, last, cfg.synthetic.exposures_per_day, cand)
     return 0

@@ -23,19 +23,31 @@ def render() -> str:
         "Generated from `schemas/*.json` by `scripts/gen_docs.py`; do not edit by hand.",
         "The jobs load the same files as Spark StructTypes and check input tables against them:",
         "a missing column or a column of another type stops a job before it writes, naming the",
-        "columns. Extra columns are allowed and ignored. `nullable: no` columns that hold nulls",
-        "in real data are quarantined by the feature pipeline (`null_key:<column>`).",
+        "columns. Extra columns are allowed and ignored (one whose name collides with a column the",
+        "pipeline adds, such as `label_ctr` or `f_price`, is dropped with a warning naming it).",
+        "`nullable: no` columns that hold nulls in real data are quarantined by the feature",
+        "pipeline (`null_key:<column>`); so are rows whose `dt` is null or not the UTC date of",
+        "their event time (`bad_dt`), numerics that are NaN, infinite or negative",
+        "(`bad_numeric:<column>`) or outside the range column below (`out_of_range:<column>`).",
         "",
     ]
     for path in sorted(schemas_dir().glob("*.json")):
         s = load_schema(path.stem)
         lines += [f"## `{s.name}` (version {s.version})", "", s.description, "",
                   f"Partitioned by: {', '.join(f'`{c}`' for c in s.partition_columns)}", "",
-                  "| column | type | nullable | role | description |", "|---|---|---|---|---|"]
-        lines += [f"| `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {c.role} | {c.description} |"
-                  for c in s.columns]
+                  "| column | type | nullable | role | range | description |", "|---|---|---|---|---|---|"]
+        lines += [f"| `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {c.role} | {_range(c)} | "
+                  f"{c.description} |" for c in s.columns]
         lines.append("")
     return "\n".join(lines)
+
+
+def _range(c) -> str:
+    if c.min is None and c.max is None:
+        return ""
+    lo = "" if c.min is None else f"{c.min:g}"
+    hi = "" if c.max is None else f"{c.max:g}"
+    return f"[{lo}, {hi}]" if hi else f">= {lo}"
 
 
 def _comments(base: Path) -> dict[str, str]:

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from hinet_spark.checkpoints import CheckpointError
 from hinet_spark.config import load_config
 from hinet_spark.data import DataError
 from hinet_spark.feature_spec import FeatureSpec, FeatureSpecError
@@ -69,6 +70,10 @@ def test_local_resume_continues_and_mlflow_holds_the_run(spark, root, tmp_path, 
     ckpt = f"train.checkpoint_dir={tmp_path}/ckpt"
     mlflow_uri = f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db"
     first = fit(spark, config(root, "train.launcher=local", "train.epochs=1", ckpt))
+    # a finished run is not resumable; the state a kill after epoch 0 leaves is
+    with pytest.raises(CheckpointError, match="from a run that finished"):
+        fit(spark, config(root, "train.launcher=local", "train.epochs=2", ckpt), resume=True)
+    shutil.copy(tmp_path / "ckpt" / "epoch-0.pt", tmp_path / "ckpt" / "latest.pt")
     resumed = fit(spark, config(root, "train.launcher=local", "train.epochs=2", ckpt), resume=True)
     assert [h["epoch"] for h in resumed.history] == [0, 1]  # continued, not restarted
     assert resumed.history[0] == first.history[0]
