@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from hinet_spark.config import Config, ConfigError, load_config
 
@@ -70,7 +72,10 @@ def run_job(main_body: Callable[[argparse.Namespace, Config], int], args: argpar
     logged with its traceback.
     """
     setup_logging(args.log_level)
-    log = logging.getLogger(getattr(main_body, "__module__", "job"))
+    name = getattr(main_body, "__module__", "job")
+    if name == "__main__":  # run as a script: name the job, not __main__
+        name = Path(getattr(sys.modules["__main__"], "__file__", "job")).stem
+    log = logging.getLogger(name)
     cfg = None
     try:
         cfg = config_from_args(args)
