@@ -17,7 +17,7 @@ from hinet_spark.config import ModelSection, TrainSection
 
 # Settings that may change between the interrupted run and its resumption: more epochs,
 # another patience, where the files go.
-RESUMABLE_CHANGES = ("epochs", "early_stopping_patience", "checkpoint_dir", "petastorm_cache_dir")
+RESUMABLE_CHANGES = ("epochs", "early_stopping_patience", "checkpoint_dir", "petastorm_cache_dir", "progress_seconds")
 
 
 class CheckpointError(RuntimeError):

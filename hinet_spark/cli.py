@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hinet_spark.config import Config, ConfigError, load_config
+from hinet_spark.logs import configure
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -18,7 +19,10 @@ def base_parser(description: str) -> argparse.ArgumentParser:
                         help="environment config file layered over conf/base.yaml (e.g. conf/local.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key, e.g. --set train.batch_size=2048 (repeatable)")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="level of the project's own log lines (default INFO)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show the INFO lines of Spark's Python side, MLflow, Horovod, Petastorm")
     return parser
 
 
@@ -40,11 +44,8 @@ def shift(date: str | None, days: int) -> str | None:
     return (day + dt.timedelta(days=days)).isoformat()
 
 
-def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=getattr(logging, level),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    for noisy in ("py4j", "py4j.clientserver", "urllib3", "alembic", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def setup_logging(level: str = "INFO", verbose: bool = False, job: str | None = None) -> None:
+    configure(level, verbose, job)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -71,10 +72,10 @@ def run_job(main_body: Callable[[argparse.Namespace, Config], int], args: argpar
     one ERROR line that names the problem, with the traceback at DEBUG; anything else is
     logged with its traceback.
     """
-    setup_logging(args.log_level)
     name = getattr(main_body, "__module__", "job")
     if name == "__main__":  # run as a script: name the job, not __main__
         name = Path(getattr(sys.modules["__main__"], "__file__", "job")).stem
+    setup_logging(args.log_level, getattr(args, "verbose", False), name)
     log = logging.getLogger(name)
     cfg = None
     try:

@@ -57,6 +57,7 @@ class SparkSection:
     shuffle_partitions: int = 8
     driver_memory: str = "4g"
     extra_conf: dict[str, str] = field(default_factory=dict)
+    progress_seconds: int = 30  # a stage-progress line this often while long Spark stages run (all sessions)
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class FeaturesSection:
     click_window_hours: int = 24
     order_window_hours: int = 72
     dedup_lookback_days: int = 7  # an exposure id already in samples this many days back is a duplicate
+    quarantine_warn_rate: float = 0.02  # WARNING when a source's quarantined share exceeds this; INFO below
     spec_path: str | None = None  # None: <storage.root>/feature_spec.json
 
 
@@ -193,6 +195,7 @@ class TrainSection:
     scenario_weights: dict[str, float] = field(default_factory=dict)  # lambda_i overrides
     max_steps_per_epoch: int | None = None
     max_val_rows: int = 200_000
+    progress_seconds: int = 30  # a progress line (steps, samples/s, loss, time left) at most this often
     checkpoint_dir: str | None = None  # None: <storage.root>/checkpoints
     petastorm_cache_dir: str | None = None  # None: <storage.root>/petastorm_cache
 
@@ -202,6 +205,7 @@ class MlflowSection:
     tracking_uri: str | None = None  # None: sqlite:///<storage.root>/mlflow.db
     registry_uri: str | None = None  # None: the tracking URI; databricks-uc for Unity Catalog models
     experiment: str = "hinet-spark"
+    artifact_root: str | None = None  # None: <storage.root>/mlflow_artifacts with the local store
     registered_model: str = "hinet"
     promote: bool = True  # champion <- new version when its validation mean AUC is higher
 
@@ -320,6 +324,8 @@ def _validate(cfg: Config) -> None:
             f"synthetic.scenario_groups: {[list(g) for g in syn.scenario_groups]} must place "
             f"every scenario of {list(names)} in exactly one group"
         )
+    if cfg.spark.progress_seconds <= 0:
+        raise ConfigError(f"spark.progress_seconds: must be > 0, got {cfg.spark.progress_seconds}")
     fe = cfg.features
     for key in ("numeric_buckets", "min_count", "click_window_hours", "order_window_hours"):
         if getattr(fe, key) <= 0:
@@ -349,7 +355,8 @@ def _validate(cfg: Config) -> None:
     for key in ("batch_size", "histogram_bins"):
         if getattr(sc, key) <= 0:
             raise ConfigError(f"scoring.{key}: must be > 0, got {getattr(sc, key)}")
-    for key in ("num_proc", "threads_per_worker", "batch_size", "epochs", "early_stopping_patience"):
+    for key in ("num_proc", "threads_per_worker", "batch_size", "epochs", "early_stopping_patience",
+                "progress_seconds"):
         if getattr(tr, key) <= 0:
             raise ConfigError(f"train.{key}: must be > 0, got {getattr(tr, key)}")
     if tr.learning_rate <= 0:
@@ -360,6 +367,8 @@ def _validate(cfg: Config) -> None:
     for key in ("train_start", "train_end", "val_start", "val_end", "test_start", "test_end"):
         if getattr(tr, key) is not None:
             _parse_date(f"train.{key}", getattr(tr, key))
+    if not 0.0 <= cfg.features.quarantine_warn_rate <= 1.0:
+        raise ConfigError(f"features.quarantine_warn_rate: must be in [0, 1], got {cfg.features.quarantine_warn_rate}")
     if cfg.features.dedup_lookback_days < 0:
         raise ConfigError(f"features.dedup_lookback_days: must be >= 0, got {cfg.features.dedup_lookback_days}")
     mdl = cfg.model

@@ -32,11 +32,24 @@ def logloss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
     return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
 
 
+def calibration(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> list[tuple[float, float, int]]:
+    """Reliability curve: rows sorted by prediction, cut into ``bins`` equal-count groups;
+    (mean predicted, observed positive rate, rows) per group."""
+    order = np.argsort(np.asarray(probs, dtype=np.float64), kind="stable")
+    out = []
+    for idx in np.array_split(order, min(bins, len(order))):
+        if len(idx):
+            out.append((float(np.mean(probs[idx])), float(np.mean(labels[idx])), int(len(idx))))
+    return out
+
+
 @dataclass
 class Evaluation:
     auc: dict[str, dict[str, float | None]] = field(default_factory=dict)  # task -> scenario -> AUC
     logloss: dict[str, dict[str, float]] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
+    positives: dict[str, dict[str, int]] = field(default_factory=dict)  # task -> scenario -> positive rows
+    calibration: dict[str, dict[str, list]] = field(default_factory=dict)  # task -> scenario -> curve
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -56,6 +69,11 @@ class Evaluation:
                 out[f"{prefix}_logloss.{task}.scenario_{s}"] = v
         if self.mean_auc is not None:
             out[f"{prefix}_auc.mean"] = self.mean_auc
+        for s, n in self.rows.items():
+            out[f"{prefix}_rows.scenario_{s}"] = float(n)
+        for task, per in self.positives.items():
+            for s, n in per.items():
+                out[f"{prefix}_positives.{task}.scenario_{s}"] = float(n)
         return out
 
 
@@ -74,6 +92,8 @@ def evaluate(scenario: np.ndarray, labels: np.ndarray, probs: np.ndarray,
             a = auc(y, p)
             ev.auc.setdefault(task, {})[name] = a
             ev.logloss.setdefault(task, {})[name] = logloss(y, p)
+            ev.positives.setdefault(task, {})[name] = int(np.asarray(y).sum())
+            ev.calibration.setdefault(task, {})[name] = calibration(y, p)
             if a is None:
                 ev.notes.append(f"scenario {name}, {task}: label is constant ({int(y[0])}) over "
                                 f"{int(mask.sum())} rows, AUC undefined")

@@ -141,6 +141,20 @@ def table_version(spark: SparkSession, cfg: Config, key: str) -> int:
     return int(table.history(1).select("version").first()[0])
 
 
+def create_table_if_missing(spark: SparkSession, cfg: Config, key: str, schema, partition_by: Sequence[str]) -> None:
+    """Create an empty Delta table with ``schema`` (its NOT NULL columns become Delta
+    constraints, so a later write with a null there fails instead of landing) if none exists."""
+    from delta.tables import DeltaTable
+
+    if table_exists(spark, cfg, key):
+        return
+    loc = table_location(cfg, key)
+    builder = DeltaTable.createIfNotExists(spark)
+    builder = builder.location(loc) if _by_path(cfg) else builder.tableName(loc)
+    builder.addColumns(schema).partitionedBy(*partition_by).execute()
+    logger.info("created Delta table %s with its contract schema", loc)
+
+
 def write_table(df: DataFrame, cfg: Config, key: str, *, partition_by: Sequence[str],
                 replace_where: str | None = None, scratch: bool = False) -> None:
     """Write a Delta table, replacing only the rows matching ``replace_where`` when given.

@@ -36,6 +36,7 @@ from hinet_spark.features import (
 )
 from hinet_spark.io import read_table, table_exists, write_table
 from hinet_spark.schemas import load_schema, validate_dataframe
+from hinet_spark.summary import table
 
 logger = logging.getLogger(__name__)
 
@@ -236,14 +237,32 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
     for df in (good, exposures_all, clicks, orders, samples, quarantine):
         df.unpersist()
     report.check()
-    logger.info("built samples %s..%s with spec %s: %s", start, end, spec.short_hash, report.per_scenario)
+    logger.info("built samples %s..%s with spec %s", start, end, spec.short_hash)
     empty = [s for s, v in report.per_scenario.items() if v["exposures_read"] == 0]
     if empty:
         logger.warning("scenarios with no exposures in %s..%s: %s", start, end, empty)
     for source, reasons in report.quarantined.items():
-        if reasons:
-            logger.warning("quarantined from %s: %s", source, reasons)
+        n, read = sum(reasons.values()), report.read.get(source, 0)
+        rate = n / read if read else 0.0
+        if rate > cfg.features.quarantine_warn_rate:
+            logger.warning("quarantined %d of %d rows (%.2f%%, above features.quarantine_warn_rate %.2f%%) from "
+                           "%s: %s", n, read, 100 * rate, 100 * cfg.features.quarantine_warn_rate, source, reasons)
+        elif n:
+            logger.info("quarantined %d of %d rows (%.2f%%) from %s: %s", n, read, 100 * rate, source, reasons)
     return report
+
+
+def summary_table(report: BuildReport) -> str:
+    """Per scenario: exposures, clicks, orders, samples; quarantined rows by source and reason."""
+    rows = [(s, v["exposures_read"], v["clicks"], v["orders"], v["samples_written"])
+            for s, v in report.per_scenario.items()]
+    rows.append(("all", *(sum(r[i] for r in rows) for i in range(1, 5))))
+    out = table(("scenario", "exposures", "clicks", "orders", "samples"), rows)
+    q = [(f"{src}: {reason}", n) for src, reasons in sorted(report.quarantined.items())
+         for reason, n in sorted(reasons.items())]
+    out += "\n" + (table(("quarantined (source: reason)", "rows"), q) if q else "quarantined: none")
+    spec = "fitted now (--refit or first build)" if report.spec_fitted else "reused"
+    return out + f"\nfeature spec {report.spec_hash[:12]} ({spec})"
 
 
 def _warn_undatable(raw: dict[str, DataFrame]) -> None:

@@ -32,10 +32,11 @@ from pyspark.sql import types as T
 from hinet_spark.config import Config
 from hinet_spark.feature_spec import OOV_ID, FeatureSpec, FeatureSpecError
 from hinet_spark.features import apply_spec, check_exposures, drop_colliding_columns
-from hinet_spark.io import read_table, table_version, write_table
+from hinet_spark.io import create_table_if_missing, read_table, table_version, write_table
 from hinet_spark.samples import EmptyInputError, ReconciliationError, parse_range, spec_path
 from hinet_spark.schemas import load_schema, validate_dataframe
 from hinet_spark.tracking import setup as setup_mlflow
+from hinet_spark.tracking import use_experiment
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +181,8 @@ def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tup
                 *KEYS, "scenario", "dt", F.col("_p.p_ctr").alias("p_ctr"), F.col("_p.p_ctcvr").alias("p_ctcvr"),
                 F.lit(ref.name).alias("model_name"), F.lit(ref.version).alias("model_version"),
                 F.lit(scored_at).cast("timestamp").alias("scored_at"))
+            # the first write creates the table with the contract's schema: NOT NULL keys and scores
+            create_table_if_missing(spark, cfg, "scores", load_schema("scores").struct, ["scenario", "dt"])
             write_table(scores, cfg, "scores", partition_by=["scenario", "dt"], replace_where=where)
             clock = _lap(report, "score_and_write", clock)
         finally:
@@ -195,9 +198,7 @@ def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tup
     clock = _lap(report, "read_back_and_stats", clock)
     report.mlflow_run_id = _log_run(cfg, report, hist)
     _lap(report, "mlflow", clock)
-    logger.info("scored %s: %s rows per scenario, %d quarantined %s, out-of-vocabulary %s; scores version %d; "
-                "seconds per phase %s", date, report.scored, sum(report.quarantined.values()), report.quarantined,
-                report.oov, report.scores_version, report.timings)
+    logger.info("scored %s; seconds per phase %s", date, report.timings)
     return report
 
 
@@ -216,38 +217,42 @@ def _count(report: ScoreReport, features: DataFrame, quarantine: DataFrame, spec
     report.quarantined = {r["reason"]: int(r["count"]) for r in quarantine.groupBy("reason").count().collect()}
 
 
-def _stats(report: ScoreReport, written: DataFrame,
-           bins: int) -> tuple[dict[str, int], dict[str, dict[str, list[int]]]]:
-    """Mean, p50, p99 per task x scenario into the report; (rows per scenario, histogram counts)
-    returned, from the same aggregation."""
+def _stats(report: ScoreReport, written: DataFrame, bins: int) -> tuple[dict[str, int], dict[str, dict[str, dict]]]:
+    """Mean, p50, p99 per task x scenario into the report; returns rows per scenario and, per
+    task x scenario, a histogram over that panel's own range [0, p99.9] (rows above it fall in
+    the last bin), so a CTCVR panel with scores near 0.005 is not one bar at 0."""
     aggs = [F.count("*").alias("_n")]
     for task in ("p_ctr", "p_ctcvr"):
-        aggs += [F.mean(task).alias(f"{task}|mean"),
-                 F.percentile_approx(task, [0.5, 0.99], 10000).alias(f"{task}|q")]
-    held = {}
+        aggs += [F.mean(task).alias(f"{task}|mean"), F.max(task).alias(f"{task}|max"),
+                 F.percentile_approx(task, [0.5, 0.99, 0.999], 10000).alias(f"{task}|q")]
+    held, upper = {}, {}
     for r in written.groupBy("scenario").agg(*aggs).collect():
-        held[str(r["scenario"])] = int(r["_n"])
+        s = str(r["scenario"])
+        held[s] = int(r["_n"])
         for task in ("p_ctr", "p_ctcvr"):
             q = r[f"{task}|q"]
-            report.stats.setdefault(task, {})[str(r["scenario"])] = {
-                "mean": float(r[f"{task}|mean"]), "p50": float(q[0]), "p99": float(q[1])}
-    hist: dict[str, dict[str, list[int]]] = {}
+            report.stats.setdefault(task, {})[s] = {"mean": float(r[f"{task}|mean"]), "p50": float(q[0]),
+                                                    "p99": float(q[1])}
+            upper[(task, s)] = float(q[2]) if q[2] > 0 else max(float(r[f"{task}|max"]), 1e-6)
+    hist: dict[str, dict[str, dict]] = {}
     for task in ("p_ctr", "p_ctcvr"):
-        b = F.least(F.floor(F.col(task) * bins), F.lit(bins - 1)).cast("int")
+        top = F.create_map(*[x for (t, s), u in upper.items() if t == task for x in (F.lit(s), F.lit(u))])
+        b = F.least(F.floor(F.col(task) / top[F.col("scenario")] * bins), F.lit(bins - 1)).cast("int")
         for r in written.groupBy("scenario", b.alias("b")).count().collect():
-            counts = hist.setdefault(task, {}).setdefault(str(r["scenario"]), [0] * bins)
-            counts[r["b"]] = int(r["count"])
+            s = str(r["scenario"])
+            panel = hist.setdefault(task, {}).setdefault(s, {"upper": upper[(task, s)], "counts": [0] * bins})
+            panel["counts"][r["b"]] = int(r["count"])
     return held, hist
 
 
-def _log_run(cfg: Config, report: ScoreReport, hist: dict[str, dict[str, list[int]]]) -> str:
+def _log_run(cfg: Config, report: ScoreReport, hist: dict[str, dict[str, dict]]) -> str:
     """One MLflow run per scoring job, in the experiment ``<mlflow.experiment>-scoring``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mlflow.set_experiment(f"{cfg.mlflow.experiment}-scoring")
+    use_experiment(cfg, f"{cfg.mlflow.experiment}-scoring")
     with mlflow.start_run(run_name=f"score-{report.date}", tags={"job": "score_candidates"}) as run, \
             tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params({"date": report.date, "scenarios": ",".join(report.scenarios),
@@ -272,17 +277,24 @@ def _log_run(cfg: Config, report: ScoreReport, hist: dict[str, dict[str, list[in
         mlflow.log_artifact(str(summary))
         scen = sorted(hist.get("p_ctr", {}))
         if scen:
-            fig, axes = plt.subplots(2, len(scen), figsize=(2.6 * len(scen), 4.5), squeeze=False)
+            fig, axes = plt.subplots(2, len(scen), figsize=(2.8 * len(scen), 5), squeeze=False)
             for j, task in enumerate(("p_ctr", "p_ctcvr")):
                 for i, s in enumerate(scen):
-                    counts = hist[task].get(s, [])
+                    panel = hist[task].get(s, {"upper": 1.0, "counts": []})
+                    counts, top = panel["counts"], panel["upper"]
+                    width = top / max(len(counts), 1)
                     ax = axes[j][i]
-                    ax.bar([(k + 0.5) / len(counts) for k in range(len(counts))], counts,
-                           width=1.0 / max(len(counts), 1))
-                    ax.set_title(f"{task} {s}", fontsize=8)
+                    ax.bar([(k + 0.5) * width for k in range(len(counts))], counts, width=width, color=f"C{j}")
+                    mean = report.stats.get(task, {}).get(s, {}).get("mean")
+                    if mean is not None:
+                        ax.axvline(mean, color="black", linewidth=1, linestyle="--")
+                    ax.set_xlim(0, top)
+                    ax.set_title(f"{task} {s}: n={sum(counts):,}\nmean {mean:.4f} (dashed)", fontsize=8)
                     ax.tick_params(labelsize=6)
+            fig.suptitle(f"scores {report.date}: each panel 0 to its own 99.9th percentile (last bin holds the rest)",
+                         fontsize=9)
             fig.tight_layout()
-            fig.savefig(Path(tmp) / "score_histograms.png")
+            fig.savefig(Path(tmp) / "score_histograms.png", dpi=110)
             plt.close(fig)
             mlflow.log_artifact(str(Path(tmp) / "score_histograms.png"), artifact_path="plots")
         return run.info.run_id

@@ -71,7 +71,8 @@ def build_local_session(root: str | Path, *, master: str = "local[2]", app_name:
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.warehouse.dir", str(root / "spark-warehouse"))
         # quoted: Spark splits this option shell-style, and storage.root may hold spaces
-        .config("spark.driver.extraJavaOptions", f'"-Dderby.system.home={root / "derby"}"')
+        .config("spark.driver.extraJavaOptions",
+                f'"-Dderby.system.home={root / "derby"}" "-Dlog4j.configurationFile={log4j_config()}"')
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
@@ -81,19 +82,14 @@ def build_local_session(root: str | Path, *, master: str = "local[2]", app_name:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    _quiet_task_failures(spark)
     return spark
 
 
-def _quiet_task_failures(spark: SparkSession) -> None:
-    """In the embedded (local) Spark a failed task's stack trace is printed by the executor and
-    again by the scheduler, ~80 lines each, before the driver raises the same error, which
-    the job logs as one line (its trace at DEBUG). Keep one line from the scheduler."""
-    jvm = spark.sparkContext._jvm
-    level = jvm.org.apache.logging.log4j.Level
-    configurator = jvm.org.apache.logging.log4j.core.config.Configurator
-    configurator.setLevel("org.apache.spark.executor.Executor", level.FATAL)
-    configurator.setLevel("org.apache.spark.scheduler.TaskSetManager", level.ERROR)
+def log4j_config() -> Path:
+    """``conf/log4j2.properties`` (or its copy in the wheel): the local JVM's log levels."""
+    from hinet_spark.config import default_conf_dir
+
+    return default_conf_dir() / "log4j2.properties"
 
 
 def get_spark(cfg: Config) -> SparkSession:

@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 from hinet_spark.config import Config
+from hinet_spark.evaluation import Evaluation
 from hinet_spark.feature_spec import FeatureSpec
 from hinet_spark.training import TrainResult, model_config_dict
 
@@ -42,7 +43,27 @@ def tracking_uri(cfg: Config) -> str:
 def setup(cfg: Config) -> None:
     mlflow.set_tracking_uri(tracking_uri(cfg))
     mlflow.set_registry_uri(cfg.mlflow.registry_uri or tracking_uri(cfg))
-    mlflow.set_experiment(cfg.mlflow.experiment)
+    use_experiment(cfg, cfg.mlflow.experiment)
+
+
+def artifact_root(cfg: Config) -> str | None:
+    """Where new experiments keep their artifacts: ``mlflow.artifact_root``, or with the
+    embedded sqlite store ``<storage.root>/mlflow_artifacts`` (so copying storage.root moves
+    the whole result, and nothing lands in ./mlruns of the working directory). A remote
+    tracking server (Databricks, http) chooses its own."""
+    if cfg.mlflow.artifact_root:
+        return cfg.mlflow.artifact_root
+    if cfg.mlflow.tracking_uri is None:
+        return (Path(cfg.storage.root).resolve() / "mlflow_artifacts").as_uri()
+    return None
+
+
+def use_experiment(cfg: Config, name: str) -> None:
+    """Set the active experiment, creating it with :func:`artifact_root` when new."""
+    if mlflow.get_experiment_by_name(name) is None:
+        root = artifact_root(cfg)
+        MlflowClient().create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+    mlflow.set_experiment(name)
 
 
 class HiNetPyfunc(mlflow.pyfunc.PythonModel):
@@ -91,46 +112,152 @@ def signature(spec: FeatureSpec) -> ModelSignature:
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def _plots(result: TrainResult, names: tuple[str, ...], out: Path) -> list[Path]:
+def _bar_labels(ev: Evaluation, names: tuple[str, ...]) -> list[str]:
+    return [f"{s}\nn={ev.rows.get(s, 0):,}\n+{ev.positives.get('ctr', {}).get(s, 0):,}/"
+            f"{ev.positives.get('ctcvr', {}).get(s, 0):,}" for s in names]
+
+
+def auc_bars(result: TrainResult, names: tuple[str, ...], path: Path) -> Path:
+    """Validation and test AUC per scenario x task, rows and positives under each group,
+    "n/a" where the label is constant, and the chance line."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    width = 0.4
+    seen = [v for ev in (result.val, result.test) for per in ev.auc.values() for v in per.values() if v is not None]
+    low = min(0.4, np.floor((min(seen, default=0.5) - 0.05) * 10) / 10)
+    for ax, (split, ev) in zip(axes, (("validation", result.val), ("test", result.test))):
+        for j, task in enumerate(("ctr", "ctcvr")):
+            xs = np.arange(len(names)) + (j - 0.5) * width
+            vals = [ev.auc.get(task, {}).get(s) for s in names]
+            ax.bar(xs, [v if v is not None else 0.0 for v in vals], width, label=task, color=f"C{j}")
+            for x, v, s in zip(xs, vals, names):
+                if v is None:
+                    n = ev.rows.get(s, 0)
+                    ax.text(x, low + 0.02, f"n/a: constant label\nover {n:,} rows", rotation=90, ha="center",
+                            va="bottom", fontsize=6)
+                else:
+                    ax.text(x, v + 0.005, f"{v:.3f}", ha="center", va="bottom", fontsize=6, rotation=90)
+        ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance (0.5)")
+        ax.set_xticks(range(len(names)), _bar_labels(ev, names), fontsize=7)
+        ax.set_ylim(low, 1.0)
+        ax.set_title(f"{split} AUC (mean {ev.mean_auc:.4f})" if ev.mean_auc is not None else f"{split} AUC")
+        ax.set_xlabel("scenario, rows, positives ctr/ctcvr")
+    axes[0].set_ylabel("AUC")
+    axes[1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def san_check(san: np.ndarray, names: tuple[str, ...], groups: tuple[tuple[str, ...], ...]) -> dict[str, Any]:
+    """For each scenario, the other scenario SAN weighs most, and whether it is in the same
+    true group (known for the synthetic data)."""
+    group_of = {s: i for i, g in enumerate(groups) for s in g}
+    strongest, inside = {}, 0
+    for i, s in enumerate(names):
+        row = san[i].copy()
+        row[i] = -np.inf
+        m = names[int(np.argmax(row))]
+        strongest[s] = m
+        inside += int(group_of.get(s) is not None and group_of.get(s) == group_of.get(m))
+    return {"strongest": strongest, "in_group": inside, "of": len(names)}
+
+
+def san_heatmap(san: np.ndarray, names: tuple[str, ...], check: dict | None, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    uniform = 1.0 / (len(names) - 1)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    cmap = plt.get_cmap("RdBu_r").copy()
+    cmap.set_bad("lightgrey")  # the diagonal: SAN attends to the other scenarios only
+    masked = np.ma.masked_array(san, mask=np.eye(len(names), dtype=bool))
+    im = ax.imshow(masked, cmap=cmap, vmin=0.0, vmax=2 * uniform)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, "-" if i == j else f"{san[i, j]:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("attended scenario m")
+    ax.set_ylabel("scenario i")
+    title = f"SAN weights (Fig. 3); white = uniform 1/(M-1) = {uniform:.2f}"
+    if check is not None:
+        title += f"\nstrongest weight inside the true group: {check['in_group']}/{check['of']} scenarios"
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def calibration_plot(ev: Evaluation, names: tuple[str, ...], split: str, path: Path) -> Path:
+    """Per scenario x task (one panel each, on its own range): mean predicted vs observed
+    rate in equal-count bins."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(names), figsize=(2.7 * len(names), 5.6), squeeze=False)
+    for j, task in enumerate(("ctr", "ctcvr")):
+        for k, s in enumerate(names):
+            ax = axes[j][k]
+            curve = ev.calibration.get(task, {}).get(s) or []
+            top = 0.0
+            if curve:
+                pred, obs, _ = zip(*curve)
+                ax.plot(pred, obs, "o-", color=f"C{j}", markersize=3)
+                top = max(*pred, *obs)
+            top = top * 1.05 or 1.0
+            ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1)
+            ax.set_xlim(0, top)
+            ax.set_ylim(0, top)
+            pos = ev.positives.get(task, {}).get(s, 0)
+            ax.set_title(f"{task} {s}: {ev.rows.get(s, 0):,} rows, {pos:,} pos", fontsize=8)
+            ax.tick_params(labelsize=6)
+            if k == 0:
+                ax.set_ylabel("observed rate", fontsize=8)
+            if j == 1:
+                ax.set_xlabel("mean predicted", fontsize=8)
+    fig.suptitle(f"{split} calibration: 10 equal-count bins per panel, dashed = perfect", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plots(cfg: Config, result: TrainResult, names: tuple[str, ...], out: Path) -> tuple[list[Path], dict | None]:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
+    paths, check = [], None
     san = getattr(result.model, "san_matrix", lambda: None)()
     if san is not None:
-        fig, ax = plt.subplots(figsize=(5, 4))
-        im = ax.imshow(san.detach().numpy(), cmap="Blues")
-        ax.set_xticks(range(len(names)), names)
-        ax.set_yticks(range(len(names)), names)
-        ax.set_xlabel("attended scenario m")
-        ax.set_ylabel("scenario i")
-        ax.set_title("SAN weights (Fig. 3)")
-        fig.colorbar(im)
-        paths.append(out / "san_heatmap.png")
-        fig.savefig(paths[-1], bbox_inches="tight")
-        plt.close(fig)
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    width = 0.4
-    for j, task in enumerate(("ctr", "ctcvr")):
-        vals = [result.test.auc.get(task, {}).get(s) or 0.0 for s in names]
-        ax.bar(np.arange(len(names)) + (j - 0.5) * width, vals, width, label=task)
-    ax.set_xticks(range(len(names)), names)
-    ax.set_ylim(0.4, 1.0)
-    ax.set_ylabel("test AUC")
-    ax.legend()
-    paths.append(out / "test_auc_by_scenario.png")
-    fig.savefig(paths[-1], bbox_inches="tight")
-    plt.close(fig)
-    return paths
+        weights = san.detach().numpy()
+        if synthetic_groups_known(cfg):
+            check = san_check(weights, names, cfg.synthetic.scenario_groups)
+        paths.append(san_heatmap(weights, names, check, out / "san_heatmap.png"))
+    paths.append(auc_bars(result, names, out / "auc_by_scenario.png"))
+    paths.append(calibration_plot(result.val, names, "validation", out / "calibration_val.png"))
+    paths.append(calibration_plot(result.test, names, "test", out / "calibration_test.png"))
+    return paths, check
+
+
+def synthetic_groups_known(cfg: Config) -> bool:
+    """The samples come from the synthetic generator (its oracle table exists), so
+    ``synthetic.scenario_groups`` is the truth SAN can be checked against."""
+    from hinet_spark.io import table_location
+
+    if cfg.storage.catalog_schema:
+        return False
+    return (Path(table_location(cfg, "oracle")) / "_delta_log").is_dir()
 
 
 def log_training(cfg: Config, result: TrainResult) -> dict[str, Any]:
     """Log the run, register the model, set the aliases. Returns run id, version, aliases."""
     setup(cfg)
     names = tuple(cfg.scenarios.names)
-    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
+    run_name = f"train-{result.split_dates['test'][1]}"
+    with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         params = cfg.flat()
         params.update({"data.samples_version": str(result.samples_version),
@@ -141,8 +268,10 @@ def log_training(cfg: Config, result: TrainResult) -> dict[str, Any]:
         for record in result.history:
             mlflow.log_metrics({"train_loss": record["train_loss"], "val_auc_mean_epoch": record["val_auc_mean"],
                                 "samples_per_s": record["samples_per_s"]}, step=record["epoch"])
+        best_epoch = max(result.history, key=lambda r: r["val_auc_mean"])["epoch"] if result.history else -1
         mlflow.log_metrics({**result.val.metrics("val"), **result.test.metrics("test"),
-                            "train_seconds": result.train_seconds})
+                            "train_seconds": result.train_seconds, "best_epoch": float(best_epoch),
+                            **{f"train_rows.scenario_{s}": float(n) for s, n in result.split_counts["train"].items()}})
         spec_file = tmp_path / "feature_spec.json"
         result.feature_spec.save(spec_file)
         weights = tmp_path / "weights.pt"
@@ -156,8 +285,12 @@ def log_training(cfg: Config, result: TrainResult) -> dict[str, Any]:
         mlflow.log_artifact(str(spec_file))
         mlflow.log_artifact(str(tmp_path / "history.json"))
         mlflow.log_artifact(str(tmp_path / "test_notes.json"))
-        for plot in _plots(result, names, tmp_path):
+        plots, san = _plots(cfg, result, names, tmp_path)
+        for plot in plots:
             mlflow.log_artifact(str(plot), artifact_path="plots")
+        if san is not None:
+            mlflow.log_metric("san.strongest_in_true_group", san["in_group"] / san["of"])
+            mlflow.log_dict(san, "san_check.json")
         example = pd.DataFrame({c: [1] for c in (*result.feature_spec.columns, "scenario_idx")}).astype("int32")
         info = mlflow.pyfunc.log_model(
             name="model", python_model=HiNetPyfunc(),
@@ -167,15 +300,18 @@ def log_training(cfg: Config, result: TrainResult) -> dict[str, Any]:
         )
         version = str(info.registered_model_version)
         run_id = run.info.run_id
-    aliases = promote(cfg, version, result.val.mean_auc)
-    logger.info("MLflow run %s, model %s version %s, aliases %s", run_id, cfg.mlflow.registered_model,
-                version, aliases)
-    return {"run_id": run_id, "model_uri": f"models:/{cfg.mlflow.registered_model}/{version}",
-            "version": version, "aliases": aliases}
+    aliases, decision = promote(cfg, version, result.val.mean_auc)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.set_tag("champion_decision", decision)
+    logger.info("MLflow run %s (%s), model %s version %s, aliases %s", run_id, run_name,
+                cfg.mlflow.registered_model, version, aliases)
+    return {"run_id": run_id, "run_name": run_name, "model_uri": f"models:/{cfg.mlflow.registered_model}/{version}",
+            "version": version, "aliases": aliases, "decision": decision, "best_epoch": best_epoch, "san": san}
 
 
-def promote(cfg: Config, version: str, val_auc: float | None) -> list[str]:
-    """challenger <- version; champion <- version when it beats the champion's validation AUC."""
+def promote(cfg: Config, version: str, val_auc: float | None) -> tuple[list[str], str]:
+    """challenger <- version; champion <- version when it beats the champion's validation AUC.
+    Returns the aliases of the new version and the decision in words."""
     client = MlflowClient()
     name = cfg.mlflow.registered_model
     client.set_registered_model_alias(name, "challenger", version)
@@ -186,11 +322,17 @@ def promote(cfg: Config, version: str, val_auc: float | None) -> list[str]:
         current = float(champion.tags.get(VAL_METRIC, "nan"))
     except mlflow.exceptions.MlflowException:
         champion, current = None, float("nan")
+    new = f"{val_auc:.4f}" if val_auc is not None else "undefined"
     better = val_auc is not None and (champion is None or not np.isfinite(current) or val_auc > current)
-    if cfg.mlflow.promote and better:
+    if not cfg.mlflow.promote:
+        decision = f"not promoted: mlflow.promote is false (version {version}, validation mean AUC {new})"
+    elif better:
         client.set_registered_model_alias(name, "champion", version)
         aliases.append("champion")
-    elif champion is not None:
-        logger.info("champion stays version %s (validation mean AUC %.4f >= %.4f)", champion.version,
-                    current, val_auc if val_auc is not None else float("nan"))
-    return aliases
+        decision = (f"promoted: version {version} is champion (validation mean AUC {new} vs "
+                    + (f"{current:.4f} of version {champion.version})" if champion is not None else "no champion before)"))
+    else:
+        decision = (f"not promoted: champion stays version {champion.version} (validation mean AUC {current:.4f} "
+                    f">= {new} of version {version})")
+    logger.info("champion decision: %s", decision)
+    return aliases, decision

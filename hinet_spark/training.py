@@ -36,11 +36,15 @@ from hinet_spark.config import Config, ModelSection, TrainSection
 from hinet_spark.data import Snapshot, batch_tensors, converters, read_snapshot
 from hinet_spark.evaluation import Evaluation, evaluate
 from hinet_spark.feature_spec import FeatureSpec
+from hinet_spark.logs import configure, quiet_library_warnings
 from hinet_spark.models import ModelSpec, build_model
 from hinet_spark.models.loss import hinet_loss, scenario_weights
 from hinet_spark.samples import spec_path
 
 logger = logging.getLogger(__name__)
+# Workers unpickle their payload (this module first, then Petastorm's converter): filter
+# library warnings before Petastorm is imported there.
+quiet_library_warnings()
 
 
 class TrainingError(RuntimeError):
@@ -230,6 +234,54 @@ def _epoch_batches(shard: dict[str, torch.Tensor], batch_size: int, steps: int,
         yield {k: v[idx] for k, v in shard.items()}
 
 
+class _Progress:
+    """Rank 0's progress lines: at most one every ``train.progress_seconds`` inside an epoch,
+    with the time left in the epoch and in the whole training (bounded by early stopping)."""
+
+    def __init__(self, t: TrainSection, steps: int, global_batch: int) -> None:
+        self.t, self.steps, self.global_batch = t, steps, global_batch
+        self.last = time.perf_counter()
+        self.epoch_s: float | None = None  # measured: one epoch's training, then its validation
+        self.val_s = 0.0
+
+    def step(self, epoch: int, step: int, began: float, loss: float, bad_epochs: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.t.progress_seconds or step + 1 == self.steps:
+            return
+        self.last = now
+        done = step + 1
+        per_step = (now - began) / done
+        left_epoch = (self.steps - done) * per_step + self.val_s
+        logger.info("epoch %d: step %d/%d (%.0f%%), %.0f samples/s, loss %.4f; epoch done in %s; %s", epoch,
+                    done, self.steps, 100 * done / self.steps, self.global_batch / per_step, loss,
+                    _duration(left_epoch), self._rest(epoch, bad_epochs, left_epoch, per_step * self.steps))
+
+    def validated(self, val_seconds: float, train_seconds: float) -> None:
+        self.val_s, self.epoch_s = val_seconds, train_seconds
+
+    def _rest(self, epoch: int, bad_epochs: int, this_epoch_left: float, epoch_train_s: float) -> str:
+        per_epoch = epoch_train_s + self.val_s
+        most = self.t.epochs - epoch - 1  # every epoch improves
+        least = max(0, min(most, self.t.early_stopping_patience - bad_epochs - 1))  # none improves
+        lo, hi = this_epoch_left + least * per_epoch, this_epoch_left + most * per_epoch
+        if least == most:
+            more = f"{most} more epoch{'s' if most != 1 else ''}"
+            return f"training done in {_duration(hi)} ({more}), then test evaluation and MLflow logging"
+        return (f"training done in {_duration(lo)}-{_duration(hi)} ({least}-{most} more epochs: early stopping "
+                f"after {self.t.early_stopping_patience} without a better validation AUC), then test evaluation and "
+                "MLflow logging")
+
+    def eta_after_epoch(self, epoch: int, bad_epochs: int) -> str:
+        if bad_epochs >= self.t.early_stopping_patience or epoch + 1 >= self.t.epochs:
+            return "training done; test evaluation and MLflow logging next"
+        return self._rest(epoch, bad_epochs, 0.0, self.epoch_s or 0.0)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
 def _save_latest(state: dict, latest: Path) -> None:
     tmp = latest.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -238,8 +290,7 @@ def _save_latest(state: dict, latest: Path) -> None:
 
 def train_worker(p: Payload) -> dict | None:
     """Train on this worker's shard; rank 0 returns the best state and the history."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure("INFO")  # a fresh worker process: the driver's logging policy
     t = p.train
     dist = _distribution(t.launcher, t.use_gpu)
     rank, size = dist.rank, dist.size
@@ -274,6 +325,7 @@ def train_worker(p: Payload) -> dict | None:
     shuffler = torch.Generator().manual_seed(t.seed * 1000 + rank)
     logger.info("rank %d: shard %d of %d in memory (%d rows), %d steps per epoch", rank, rank, size,
                 len(shard["scenario_idx"]), steps)
+    progress = _Progress(t, steps, t.batch_size * size) if rank == 0 else None
     for epoch in range(start_epoch, t.epochs):
         began = time.perf_counter()
         loss_sum = 0.0
@@ -287,12 +339,16 @@ def train_worker(p: Payload) -> dict | None:
             loss.backward()
             opt.step()
             loss_sum += mean_loss
+            if progress is not None:
+                progress.step(epoch, step, began, loss_sum / (step + 1), bad_epochs)
         seconds = time.perf_counter() - began
         rate = steps * t.batch_size * size / seconds
         val_auc = None
         if rank == 0:
+            val_began = time.perf_counter()
             ev = evaluate(*predict_arrays(model, p.val_data, cols, device), p.scenario_names)
             val_auc = ev.mean_auc
+            progress.validated(time.perf_counter() - val_began, seconds)
         val_auc = dist.share(val_auc)
         if val_auc is None:
             raise TrainingError(f"epoch {epoch}: validation mean AUC undefined (constant labels)")
@@ -307,10 +363,9 @@ def train_worker(p: Payload) -> dict | None:
         else:
             bad_epochs += 1
         if rank == 0:
-            eta = (t.epochs - epoch - 1) * (time.perf_counter() - began)
-            logger.info("epoch %d: loss %.4f, val mean AUC %.4f%s, %.0f samples/s, %.1f s, ETA %.0f s",
+            logger.info("epoch %d: loss %.4f, val mean AUC %.4f%s, %.0f samples/s, %.1f s; %s",
                         epoch, record["train_loss"], val_auc, " (best)" if improved else "",
-                        rate, seconds, eta)
+                        rate, seconds, progress.eta_after_epoch(epoch, bad_epochs))
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                      "best": best, "bad_epochs": bad_epochs, "history": history, "best_state": best_state,
@@ -335,13 +390,32 @@ def train_worker(p: Payload) -> dict | None:
 # --------------------------------------------------------------------------------------
 
 
+HOROVOD_VERBOSE = 0
+
+
+def before_spark(cfg: Config) -> None:
+    """Call before the driver's SparkSession exists.
+
+    ``horovod.spark.run`` checks how Horovod was built in a *forked* child process
+    (``horovod.common.util._check_extension_lambda``). A fork taken while py4j connections
+    are open copies their sockets; the child's garbage collector then closes connections
+    that only the parent's threads still used, and the parent's next py4j call on one of them
+    fails (``Exception while sending command ... ConnectionResetError``, then a retry).
+    Running the (cached) check before Spark starts makes that fork harmless.
+    """
+    if cfg.train.launcher == "horovod":
+        from horovod.common.util import gloo_built
+
+        gloo_built(verbose=HOROVOD_VERBOSE)
+
+
 def launch(payload: Payload, cfg: Config) -> dict:
     t = cfg.train
     if t.launcher == "horovod":
         import horovod.spark
 
         results = horovod.spark.run(train_worker, args=(payload,), num_proc=t.num_proc, use_gloo=True,
-                                    start_timeout=600, verbose=1)
+                                    start_timeout=600, verbose=HOROVOD_VERBOSE)
         result = results[0]
     elif t.launcher == "torch_distributor":
         from pyspark.ml.torch.distributor import TorchDistributor

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
 from hinet_spark.config import Config
-from hinet_spark.samples import build_samples
+from hinet_spark.progress import stage_progress
+from hinet_spark.samples import build_samples, summary_table
 from hinet_spark.spark import get_spark
 from hinet_spark.synthetic import date_range
 
@@ -58,8 +59,11 @@ def resolve_range(args: argparse.Namespace, cfg: Config) -> tuple[str, str]:
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     start, end = (shift(d, args.offset_days) for d in resolve_range(args, cfg))
-    report = build_samples(get_spark(cfg), cfg, start, end, refit=args.refit)
-    logger.info("report: %s", json.dumps(report.__dict__, sort_keys=True))
+    spark = get_spark(cfg)
+    with stage_progress(spark, cfg.spark.progress_seconds, "build_features"):
+        report = build_samples(spark, cfg, start, end, refit=args.refit)
+    logger.debug("report: %s", json.dumps(report.__dict__, sort_keys=True))
+    logger.info("build_features %s..%s done\n%s", start, end, summary_table(report))
     return 0
 
 

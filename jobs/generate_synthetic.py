@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from hinet_spark.cli import base_parser, run_job
 from hinet_spark.config import Config
 from hinet_spark.io import drop_scratch_table, read_table, write_table
+from hinet_spark.progress import stage_progress
 from hinet_spark.spark import get_spark
 from hinet_spark.synthetic import date_range, generate, split
 
@@ -35,6 +36,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     spark = get_spark(cfg)
+    with stage_progress(spark, cfg.spark.progress_seconds, "generate_synthetic"):
+        return _generate(spark, cfg)
+
+
+def _generate(spark, cfg: Config) -> int:
     first, last, cand = date_range(cfg)
     # Stage every generated row once, then split the staged table into the raw tables.
     write_table(generate(spark, cfg), cfg, "synthetic_staging", partition_by=["dt"], scratch=True)

@@ -23,8 +23,10 @@ from collections.abc import Sequence
 
 from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
 from hinet_spark.config import Config
+from hinet_spark.progress import stage_progress
 from hinet_spark.scoring import score_candidates
 from hinet_spark.spark import get_spark
+from hinet_spark.summary import table
 from hinet_spark.synthetic import date_range
 
 logger = logging.getLogger("score_candidates")
@@ -47,13 +49,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace, cfg: Config) -> int:
     date = shift(args.date or date_range(cfg)[2], args.offset_days)
     scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip()) if args.scenarios else None
-    report = score_candidates(get_spark(cfg), cfg, date, scenarios, args.model)
-    logger.info("report: %s", json.dumps({"date": report.date, "model": report.model.uri,
+    spark = get_spark(cfg)
+    with stage_progress(spark, cfg.spark.progress_seconds, "score_candidates"):
+        report = score_candidates(spark, cfg, date, scenarios, args.model)
+    logger.debug("report: %s", json.dumps({"date": report.date, "model": report.model.uri,
                                           "version": report.model.version, "read": report.read,
                                           "scored": report.scored, "quarantined": report.quarantined,
                                           "oov": report.oov, "scores_version": report.scores_version,
                                           "mlflow_run_id": report.mlflow_run_id}, sort_keys=True))
+    logger.info("score_candidates %s done: %s (version %s), scores table version %s, MLflow run %s\n%s",
+                report.date, report.model.uri, report.model.version, report.scores_version, report.mlflow_run_id,
+                summary_table(report))
     return 0
+
+
+def summary_table(report) -> str:
+    rows = [(s, report.read.get(s, 0), n, report.stats.get("p_ctr", {}).get(s, {}).get("mean"),
+             report.stats.get("p_ctcvr", {}).get(s, {}).get("mean")) for s, n in sorted(report.scored.items())]
+    q = sum(report.quarantined.values())
+    oov = {c: n for c, n in report.oov.items() if n}
+    return (table(("scenario", "read", "scored", "mean p_ctr", "mean p_ctcvr"), rows)
+            + f"\nquarantined: {f'{q} {report.quarantined}' if q else 'none'}; "
+            f"out-of-vocabulary ids: {oov or 'none'}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,8 +21,9 @@ from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
 from hinet_spark.config import Config
 from hinet_spark.data import rolling_split
 from hinet_spark.spark import get_spark
+from hinet_spark.summary import table
 from hinet_spark.tracking import log_training
-from hinet_spark.training import fit
+from hinet_spark.training import before_spark, fit
 
 logger = logging.getLogger("train_hinet")
 
@@ -44,11 +45,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace, cfg: Config) -> int:
     if args.end_date:
         cfg = rolling_split(cfg, shift(args.end_date, args.offset_days))
+    before_spark(cfg)
     result = fit(get_spark(cfg), cfg, resume=args.resume)
     logged = log_training(cfg, result)
-    logger.info("test mean AUC %.4f; model %s (aliases %s)", result.test.mean_auc or float("nan"),
-                logged["model_uri"], ", ".join(logged["aliases"]))
+    logger.info("train_hinet done: %s, MLflow run %s (%s)\n%s", logged["model_uri"], logged["run_id"],
+                logged["run_name"], summary_table(result, logged))
     return 0
+
+
+def summary_table(result, logged: dict) -> str:
+    """Per scenario x task: validation and test AUC with rows and positives; then the best
+    epoch and the champion decision."""
+    rows = []
+    for s in result.val.rows:
+        for task in ("ctr", "ctcvr"):
+            row = [f"{s} {task}"]
+            for ev in (result.val, result.test):
+                auc = ev.auc.get(task, {}).get(s)
+                row += ["n/a" if auc is None else f"{auc:.4f}", ev.rows.get(s, 0),
+                        ev.positives.get(task, {}).get(s, 0)]
+            rows.append(row)
+    mean = (f"mean AUC: validation {result.val.mean_auc or float('nan'):.4f}, "
+            f"test {result.test.mean_auc or float('nan'):.4f}")
+    epochs = f"best epoch {logged['best_epoch']} of {len(result.history)} trained ({result.train_seconds:.0f} s)"
+    san = ""
+    if logged.get("san"):
+        san = (f"\nSAN: the strongest weight of {logged['san']['in_group']}/{logged['san']['of']} scenarios "
+               "falls inside their true (synthetic) group")
+    return (table(("scenario task", "val AUC", "val rows", "val pos", "test AUC", "test rows", "test pos"), rows)
+            + f"\n{mean}; {epochs}\nchampion: {logged['decision']}{san}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

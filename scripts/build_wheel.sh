@@ -8,7 +8,7 @@ PY=${PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 rm -rf hinet_spark/resources build dist
 mkdir -p hinet_spark/resources
-cp conf/*.yaml schemas/*.json hinet_spark/resources/
+cp conf/*.yaml conf/log4j2.properties schemas/*.json hinet_spark/resources/
 trap 'rm -rf hinet_spark/resources build' EXIT
 "$PY" -m pip wheel -q --no-deps --no-build-isolation -w dist .
 ls dist/*.whl

@@ -89,7 +89,12 @@ def test_local_resume_continues_and_mlflow_holds_the_run(spark, root, tmp_path, 
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(logged["run_id"])}
     assert {"feature_spec.json", "history.json", "plots"} <= artifacts
     plots = {a.path for a in mlflow.MlflowClient().list_artifacts(logged["run_id"], "plots")}
-    assert plots == {"plots/san_heatmap.png", "plots/test_auc_by_scenario.png"}
+    assert plots == {"plots/san_heatmap.png", "plots/auc_by_scenario.png", "plots/calibration_val.png",
+                     "plots/calibration_test.png"}
+    assert run.info.run_name == "train-2026-01-04" and "best_epoch" in run.data.metrics
+    assert run.data.metrics["test_rows.scenario_a"] == resumed.test.rows["a"]
+    assert run.data.metrics["val_positives.ctr.scenario_b"] == resumed.val.positives["ctr"]["b"] > 0
+    assert run.data.tags["champion_decision"].startswith("promoted: version")
 
     model = mlflow.pyfunc.load_model("models:/hinet@champion")
     rng = np.random.default_rng(0)
