@@ -146,7 +146,7 @@ def converters(spark: SparkSession, cfg: Config, snapshot: Snapshot, num_shards:
                 continue  # validation rows travel to rank 0 in memory (training.validation_arrays)
             parts = max(num_shards, 2) * 2
             made[split] = make_spark_converter(df.repartition(parts), dtype=None)
-            logger.info("petastorm %s: %d rows cached", split, len(made[split]))
+            logger.debug("petastorm %s: %d rows cached", split, len(made[split]))
         yield made
     finally:
         for conv in made.values():

@@ -177,7 +177,7 @@ def write_table(df: DataFrame, cfg: Config, key: str, *, partition_by: Sequence[
         writer = writer.option("replaceWhere", replace_where)
     else:
         writer = writer.option("overwriteSchema", "true")
-    logger.info("writing Delta table %s (%s)", loc, replace_where or "full overwrite")
+    logger.debug("writing Delta table %s (%s)", loc, replace_where or "full overwrite")
     try:
         _save(writer, cfg, loc)
     except Exception as exc:

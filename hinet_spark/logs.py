@@ -40,4 +40,9 @@ def configure(level: str | int = "INFO", verbose: bool = False, job: str | None 
     # environment" and "Passing a Python object as python_model" are logged (not warned) on
     # every scoring and training run; both describe this project's deliberate setup.
     logging.getLogger("mlflow.pyfunc").setLevel(logging.DEBUG if verbose else logging.ERROR)
+    # Petastorm warns when the cached Parquet files are under 50 MB; the converter writes
+    # 2 x workers files on purpose (each worker needs row groups of its own), so small data
+    # gives small files and large data large ones.
+    logging.getLogger("petastorm.spark.spark_dataset_converter").setLevel(
+        logging.DEBUG if verbose else logging.ERROR)
     quiet_library_warnings()

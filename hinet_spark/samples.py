@@ -165,7 +165,7 @@ def commit_spec(cfg: Config, spec: FeatureSpec) -> None:
     path = spec_path(cfg)
     if not path.is_file() or FeatureSpec.load(path).hash != spec.hash:
         spec.save(path)
-        logger.info("feature spec %s is now current (%s; archived as %s)", spec.short_hash, path, archived)
+        logger.info("feature spec %s is now current (%s)", spec.short_hash, path)
 
 
 def _seen_exposure_ids(spark: SparkSession, cfg: Config, a: dt.date) -> DataFrame | None:
@@ -237,7 +237,6 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
     for df in (good, exposures_all, clicks, orders, samples, quarantine):
         df.unpersist()
     report.check()
-    logger.info("built samples %s..%s with spec %s", start, end, spec.short_hash)
     empty = [s for s, v in report.per_scenario.items() if v["exposures_read"] == 0]
     if empty:
         logger.warning("scenarios with no exposures in %s..%s: %s", start, end, empty)
@@ -247,8 +246,8 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
         if rate > cfg.features.quarantine_warn_rate:
             logger.warning("quarantined %d of %d rows (%.2f%%, above features.quarantine_warn_rate %.2f%%) from "
                            "%s: %s", n, read, 100 * rate, 100 * cfg.features.quarantine_warn_rate, source, reasons)
-        elif n:
-            logger.info("quarantined %d of %d rows (%.2f%%) from %s: %s", n, read, 100 * rate, source, reasons)
+        elif n:  # the summary table lists them
+            logger.debug("quarantined %d of %d rows (%.2f%%) from %s: %s", n, read, 100 * rate, source, reasons)
     return report
 
 

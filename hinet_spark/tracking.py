@@ -303,7 +303,7 @@ def log_training(cfg: Config, result: TrainResult) -> dict[str, Any]:
     aliases, decision = promote(cfg, version, result.val.mean_auc)
     with mlflow.start_run(run_id=run_id):
         mlflow.set_tag("champion_decision", decision)
-    logger.info("MLflow run %s (%s), model %s version %s, aliases %s", run_id, run_name,
+    logger.debug("MLflow run %s (%s), model %s version %s, aliases %s", run_id, run_name,
                 cfg.mlflow.registered_model, version, aliases)
     return {"run_id": run_id, "run_name": run_name, "model_uri": f"models:/{cfg.mlflow.registered_model}/{version}",
             "version": version, "aliases": aliases, "decision": decision, "best_epoch": best_epoch, "san": san}
@@ -334,5 +334,5 @@ def promote(cfg: Config, version: str, val_auc: float | None) -> tuple[list[str]
     else:
         decision = (f"not promoted: champion stays version {champion.version} (validation mean AUC {current:.4f} "
                     f">= {new} of version {version})")
-    logger.info("champion decision: %s", decision)
+    logger.debug("champion decision: %s", decision)
     return aliases, decision

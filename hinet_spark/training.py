@@ -323,7 +323,7 @@ def train_worker(p: Payload) -> dict | None:
     cols = list(p.feature_columns)
     shard = _load_shard(p.train_converter, rank, size)
     shuffler = torch.Generator().manual_seed(t.seed * 1000 + rank)
-    logger.info("rank %d: shard %d of %d in memory (%d rows), %d steps per epoch", rank, rank, size,
+    logger.debug("rank %d: shard %d of %d in memory (%d rows), %d steps per epoch", rank, rank, size,
                 len(shard["scenario_idx"]), steps)
     progress = _Progress(t, steps, t.batch_size * size) if rank == 0 else None
     for epoch in range(start_epoch, t.epochs):
@@ -496,7 +496,7 @@ def fit(spark: SparkSession, cfg: Config, resume: bool = False) -> TrainResult:
         test = evaluate(*predict_converter(model, conv["test"], spec.columns, device), names)
     for note in test.notes:
         logger.warning("test: %s", note)
-    logger.info("test mean AUC %.4f (validation %.4f)", test.mean_auc or float("nan"), val.mean_auc or float("nan"))
+    logger.debug("test mean AUC %.4f (validation %.4f)", test.mean_auc or float("nan"), val.mean_auc or float("nan"))
     return TrainResult(model, model_spec, spec, snap.version, snap.dates, snap.counts, result["history"],
                        result["best_val_auc"], val, test, seconds, weights)
 
