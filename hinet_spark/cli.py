@@ -57,11 +57,12 @@ def _operator_errors() -> tuple[type[BaseException], ...]:
     from hinet_spark.checkpoints import CheckpointError
     from hinet_spark.feature_spec import FeatureSpecError
     from hinet_spark.io import ConcurrentRunError, StorageError, TableNotFoundError, TableReadError
+    from hinet_spark.promotion import PromotionError
     from hinet_spark.samples import EmptyInputError
     from hinet_spark.schemas import SchemaError
 
     return (ConfigError, StorageError, TableNotFoundError, TableReadError, ConcurrentRunError, SchemaError,
-            FeatureSpecError, EmptyInputError, CheckpointError)
+            FeatureSpecError, EmptyInputError, CheckpointError, PromotionError)
 
 
 def run_job(main_body: Callable[[argparse.Namespace, Config], int], args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import warnings
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 PROJECT_LOGGERS = ("hinet_spark", "generate_synthetic", "build_features", "train_hinet", "score_candidates",
-                   "demo_summary")
+                   "manage_model", "evaluate_scores", "demo_summary")
 # Libraries that set their own logger levels at import (MLflow sets INFO); pinned to WARNING.
 LIBRARY_LOGGERS = ("mlflow", "py4j", "petastorm", "horovod", "urllib3", "alembic", "matplotlib", "numba")
 

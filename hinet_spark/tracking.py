@@ -27,6 +27,7 @@ from mlflow.types import ColSpec, Schema
 from hinet_spark.config import Config
 from hinet_spark.evaluation import Evaluation
 from hinet_spark.feature_spec import FeatureSpec
+from hinet_spark.promotion import compare_and_decide, comparison_metrics, set_champion
 from hinet_spark.training import TrainResult, model_config_dict
 
 logger = logging.getLogger(__name__)
@@ -252,9 +253,13 @@ def synthetic_groups_known(cfg: Config) -> bool:
     return (Path(table_location(cfg, "oracle")) / "_delta_log").is_dir()
 
 
-def log_training(cfg: Config, result: TrainResult) -> dict[str, Any]:
-    """Log the run, register the model, set the aliases. Returns run id, version, aliases."""
+def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[str, Any]:
+    """Log the run, register the model, compare it with the champion on the same rows, set
+    the aliases. Returns run id, version, aliases, the decision and the comparison."""
+    from pyspark.sql import SparkSession
+
     setup(cfg)
+    spark = spark or SparkSession.getActiveSession()
     names = tuple(cfg.scenarios.names)
     run_name = f"train-{result.split_dates['test'][1]}"
     with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
@@ -265,12 +270,15 @@ def log_training(cfg: Config, result: TrainResult) -> dict[str, Any]:
                        **{f"data.{k}_dates": f"{a}..{b}" for k, (a, b) in result.split_dates.items()},
                        **{f"loss.lambda.{s}": f"{w:.4f}" for s, w in zip(names, result.loss_weights)}})
         mlflow.log_params({k: v[:500] for k, v in params.items()})
-        for record in result.history:
-            mlflow.log_metrics({"train_loss": record["train_loss"], "val_auc_mean_epoch": record["val_auc_mean"],
-                                "samples_per_s": record["samples_per_s"]}, step=record["epoch"])
-        best_epoch = max(result.history, key=lambda r: r["val_auc_mean"])["epoch"] if result.history else -1
+        for record in result.history:  # one record per validation, at its global step
+            mlflow.log_metrics({"train_loss": record["train_loss"], "val_auc_mean_step": record["val_auc_mean"],
+                                "samples_per_s": record["samples_per_s"], "epoch": record["epoch"]},
+                               step=record["step"])
+        best = max(result.history, key=lambda r: r["val_auc_mean"]) if result.history else {"epoch": -1, "step": -1}
+        best_epoch, best_step = best["epoch"], best["step"]
         mlflow.log_metrics({**result.val.metrics("val"), **result.test.metrics("test"),
                             "train_seconds": result.train_seconds, "best_epoch": float(best_epoch),
+                            "best_step": float(best_step),
                             **{f"train_rows.scenario_{s}": float(n) for s, n in result.split_counts["train"].items()}})
         spec_file = tmp_path / "feature_spec.json"
         result.feature_spec.save(spec_file)
@@ -300,39 +308,35 @@ def log_training(cfg: Config, result: TrainResult) -> dict[str, Any]:
         )
         version = str(info.registered_model_version)
         run_id = run.info.run_id
-    aliases, decision = promote(cfg, version, result.val.mean_auc)
+    aliases, decision, comps = promote(cfg, version, result, spark)
     with mlflow.start_run(run_id=run_id):
-        mlflow.set_tag("champion_decision", decision)
+        mlflow.set_tag("champion_decision", decision[:5000])
+        if comps:
+            mlflow.log_metrics(comparison_metrics(comps))
     logger.debug("MLflow run %s (%s), model %s version %s, aliases %s", run_id, run_name,
                 cfg.mlflow.registered_model, version, aliases)
     return {"run_id": run_id, "run_name": run_name, "model_uri": f"models:/{cfg.mlflow.registered_model}/{version}",
-            "version": version, "aliases": aliases, "decision": decision, "best_epoch": best_epoch, "san": san}
+            "version": version, "aliases": aliases, "decision": decision, "best_epoch": best_epoch,
+            "best_step": best_step, "san": san, "comparison": comps}
 
 
-def promote(cfg: Config, version: str, val_auc: float | None) -> tuple[list[str], str]:
-    """challenger <- version; champion <- version when it beats the champion's validation AUC.
-    Returns the aliases of the new version and the decision in words."""
+def promote(cfg: Config, version: str, result: TrainResult, spark: Any) -> tuple[list[str], str, list]:
+    """challenger <- version; champion <- version when it beats the champion on the same rows
+    (:mod:`hinet_spark.promotion`). Returns the aliases, the decision in words, the comparisons."""
     client = MlflowClient()
     name = cfg.mlflow.registered_model
     client.set_registered_model_alias(name, "challenger", version)
-    client.set_model_version_tag(name, version, VAL_METRIC, str(val_auc))
+    client.set_model_version_tag(name, version, VAL_METRIC, str(result.val.mean_auc))
     aliases = ["challenger"]
-    try:
-        champion = client.get_model_version_by_alias(name, "champion")
-        current = float(champion.tags.get(VAL_METRIC, "nan"))
-    except mlflow.exceptions.MlflowException:
-        champion, current = None, float("nan")
-    new = f"{val_auc:.4f}" if val_auc is not None else "undefined"
-    better = val_auc is not None and (champion is None or not np.isfinite(current) or val_auc > current)
+    decision, comps = compare_and_decide(spark, cfg, result)
+    text = decision.reason
+    if decision.not_judged:
+        text += f"; not judged (fewer than mlflow.min_positives={cfg.mlflow.min_positives} positives): " \
+                + ", ".join(decision.not_judged)
     if not cfg.mlflow.promote:
-        decision = f"not promoted: mlflow.promote is false (version {version}, validation mean AUC {new})"
-    elif better:
-        client.set_registered_model_alias(name, "champion", version)
+        text = f"not promoted: promotion is off (--no-promote or mlflow.promote: false); {text}"
+    elif decision.promote:
+        set_champion(cfg, version, text, "train")
         aliases.append("champion")
-        decision = (f"promoted: version {version} is champion (validation mean AUC {new} vs "
-                    + (f"{current:.4f} of version {champion.version})" if champion is not None else "no champion before)"))
-    else:
-        decision = (f"not promoted: champion stays version {champion.version} (validation mean AUC {current:.4f} "
-                    f">= {new} of version {version})")
-    logger.debug("champion decision: %s", decision)
-    return aliases, decision
+    logger.debug("champion decision: %s", text)
+    return aliases, text, comps

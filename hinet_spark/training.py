@@ -234,47 +234,66 @@ def _epoch_batches(shard: dict[str, torch.Tensor], batch_size: int, steps: int,
         yield {k: v[idx] for k, v in shard.items()}
 
 
+def validation_steps(steps: int, t: TrainSection) -> set[int]:
+    """Step indices (0-based, within an epoch) after which the model is validated:
+    every ``train.val_every_steps`` steps, or ``train.validations_per_epoch`` evenly spaced
+    points; always after the epoch's last step."""
+    if t.val_every_steps:
+        points = set(range(t.val_every_steps - 1, steps, t.val_every_steps))
+    else:
+        n = min(t.validations_per_epoch, steps)
+        points = {round((k + 1) * steps / n) - 1 for k in range(n)}
+    return points | {steps - 1}
+
+
 class _Progress:
-    """Rank 0's progress lines: at most one every ``train.progress_seconds`` inside an epoch,
-    with the time left in the epoch and in the whole training (bounded by early stopping)."""
+    """Rank 0's progress lines: at most one every ``train.progress_seconds``, with the time
+    left in the epoch and in the whole training as a range: the least if validation stops
+    improving (early stopping), the most if it keeps improving to the last epoch."""
 
-    def __init__(self, t: TrainSection, steps: int, global_batch: int) -> None:
-        self.t, self.steps, self.global_batch = t, steps, global_batch
+    def __init__(self, t: TrainSection, steps: int, checks: set[int], global_batch: int) -> None:
+        self.t, self.steps, self.checks, self.global_batch = t, steps, sorted(checks), global_batch
         self.last = time.perf_counter()
-        self.epoch_s: float | None = None  # measured: one epoch's training, then its validation
+        self.per_step = 0.0
         self.val_s = 0.0
+        self.val_in_epoch = 0.0
 
-    def step(self, epoch: int, step: int, began: float, loss: float, bad_epochs: int) -> None:
+    def step(self, epoch: int, step: int, began: float, loss: float, bad: int) -> None:
         now = time.perf_counter()
-        if now - self.last < self.t.progress_seconds or step + 1 == self.steps:
+        if step == 0:
+            self.val_in_epoch = 0.0
+        self.per_step = (now - began - self.val_in_epoch) / (step + 1)
+        if now - self.last < self.t.progress_seconds or step in self.checks:
             return
         self.last = now
         done = step + 1
-        per_step = (now - began) / done
-        left_epoch = (self.steps - done) * per_step + self.val_s
         logger.info("epoch %d: step %d/%d (%.0f%%), %.0f samples/s, loss %.4f; epoch done in %s; %s", epoch,
-                    done, self.steps, 100 * done / self.steps, self.global_batch / per_step, loss,
-                    _duration(left_epoch), self._rest(epoch, bad_epochs, left_epoch, per_step * self.steps))
+                    done, self.steps, 100 * done / self.steps, self.global_batch / self.per_step, loss,
+                    _duration((self.steps - done) * self.per_step), self._rest(epoch, step, bad))
 
-    def validated(self, val_seconds: float, train_seconds: float) -> None:
-        self.val_s, self.epoch_s = val_seconds, train_seconds
+    def validated(self, val_seconds: float) -> None:
+        self.val_s = val_seconds
+        self.val_in_epoch += val_seconds
 
-    def _rest(self, epoch: int, bad_epochs: int, this_epoch_left: float, epoch_train_s: float) -> str:
-        per_epoch = epoch_train_s + self.val_s
-        most = self.t.epochs - epoch - 1  # every epoch improves
-        least = max(0, min(most, self.t.early_stopping_patience - bad_epochs - 1))  # none improves
-        lo, hi = this_epoch_left + least * per_epoch, this_epoch_left + most * per_epoch
-        if least == most:
-            more = f"{most} more epoch{'s' if most != 1 else ''}"
-            return f"training done in {_duration(hi)} ({more}), then test evaluation and MLflow logging"
-        return (f"training done in {_duration(lo)}-{_duration(hi)} ({least}-{most} more epochs: early stopping "
-                f"after {self.t.early_stopping_patience} without a better validation AUC), then test evaluation and "
-                "MLflow logging")
-
-    def eta_after_epoch(self, epoch: int, bad_epochs: int) -> str:
-        if bad_epochs >= self.t.early_stopping_patience or epoch + 1 >= self.t.epochs:
+    def _rest(self, epoch: int, step: int, bad: int) -> str:
+        """Time to the end of training: (least, most) steps and validations still ahead."""
+        ahead = [(e, c) for e in range(epoch, self.t.epochs) for c in self.checks if (e, c) > (epoch, step)]
+        if not ahead:
             return "training done; test evaluation and MLflow logging next"
-        return self._rest(epoch, bad_epochs, 0.0, self.epoch_s or 0.0)
+        least_n = max(1, self.t.early_stopping_patience - bad)  # validations until a stop if none improves
+        lo_at, hi_at = ahead[min(least_n, len(ahead)) - 1], ahead[-1]
+
+        def secs(at: tuple[int, int], n_val: int) -> float:
+            return ((at[0] - epoch) * self.steps + at[1] - step) * self.per_step + n_val * self.val_s
+
+        lo, hi = secs(lo_at, min(least_n, len(ahead))), secs(hi_at, len(ahead))
+        span = _duration(hi) if lo_at == hi_at else f"{_duration(lo)}-{_duration(hi)}"
+        return f"training done in {span} (the lower if early stopping ends it), then test evaluation and MLflow"
+
+    def eta_after_validation(self, epoch: int, step: int, bad: int, stopping: bool) -> str:
+        if stopping:
+            return "early stop; test evaluation and MLflow logging next"
+        return self._rest(epoch, step, bad)
 
 
 def _duration(seconds: float) -> str:
@@ -301,7 +320,7 @@ def train_worker(p: Payload) -> dict | None:
     model = build_model(spec).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=t.learning_rate)
     ckpt_dir = Path(p.checkpoint_dir)
-    start_epoch, best, bad_epochs, history, best_state = 0, -math.inf, 0, [], None
+    start_epoch, best, bad, history, best_state = 0, -math.inf, 0, [], None
     latest = ckpt_dir / "latest.pt"
     if p.resume:
         if not latest.is_file():
@@ -309,7 +328,7 @@ def train_worker(p: Payload) -> dict | None:
         ckpt = torch.load(latest, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
-        start_epoch, best, bad_epochs = ckpt["epoch"] + 1, ckpt["best"], ckpt["bad_epochs"]
+        start_epoch, best, bad = ckpt["epoch"] + 1, ckpt["best"], ckpt["bad_validations"]
         history, best_state = ckpt["history"], ckpt["best_state"]
         if rank == 0:
             logger.info("resuming after epoch %d (best validation mean AUC %.4f)", ckpt["epoch"], best)
@@ -325,10 +344,12 @@ def train_worker(p: Payload) -> dict | None:
     shuffler = torch.Generator().manual_seed(t.seed * 1000 + rank)
     logger.debug("rank %d: shard %d of %d in memory (%d rows), %d steps per epoch", rank, rank, size,
                 len(shard["scenario_idx"]), steps)
-    progress = _Progress(t, steps, t.batch_size * size) if rank == 0 else None
+    checks = validation_steps(steps, t)
+    progress = _Progress(t, steps, checks, t.batch_size * size) if rank == 0 else None
+    stop = False
     for epoch in range(start_epoch, t.epochs):
-        began = time.perf_counter()
-        loss_sum = 0.0
+        began = seg_began = time.perf_counter()
+        seg_loss, seg_steps = 0.0, 0
         for step, batch in enumerate(_epoch_batches(shard, t.batch_size, steps, shuffler)):
             ids, s, y = (x.to(device) for x in batch_tensors(batch, cols))
             opt.zero_grad()
@@ -338,44 +359,54 @@ def train_worker(p: Payload) -> dict | None:
                 raise TrainingError(f"loss is {mean_loss} at epoch {epoch}, step {step}: stopping")
             loss.backward()
             opt.step()
-            loss_sum += mean_loss
+            seg_loss, seg_steps = seg_loss + mean_loss, seg_steps + 1
             if progress is not None:
-                progress.step(epoch, step, began, loss_sum / (step + 1), bad_epochs)
-        seconds = time.perf_counter() - began
-        rate = steps * t.batch_size * size / seconds
-        val_auc = None
-        if rank == 0:
-            val_began = time.perf_counter()
-            ev = evaluate(*predict_arrays(model, p.val_data, cols, device), p.scenario_names)
-            val_auc = ev.mean_auc
-            progress.validated(time.perf_counter() - val_began, seconds)
-        val_auc = dist.share(val_auc)
-        if val_auc is None:
-            raise TrainingError(f"epoch {epoch}: validation mean AUC undefined (constant labels)")
-        record = {"epoch": epoch, "train_loss": loss_sum / steps, "val_auc_mean": val_auc,
-                  "samples_per_s": rate, "seconds": seconds}
-        history.append(record)
-        improved = val_auc > best
-        if improved:
-            best, bad_epochs = val_auc, 0
+                progress.step(epoch, step, began, seg_loss / seg_steps, bad)
+            if step not in checks:
+                continue
+            # Validation: rank 0 evaluates while the other ranks wait in dist.share, which every
+            # rank reaches at the same step (the steps and their validation points are computed
+            # identically everywhere), so it cannot deadlock.
+            seconds = time.perf_counter() - seg_began
+            val_auc = None
             if rank == 0:
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
-            bad_epochs += 1
+                val_began = time.perf_counter()
+                val_auc = evaluate(*predict_arrays(model, p.val_data, cols, device), p.scenario_names).mean_auc
+                progress.validated(time.perf_counter() - val_began)
+            val_auc = dist.share(val_auc)
+            if val_auc is None:
+                raise TrainingError(f"epoch {epoch}, step {step}: validation mean AUC undefined (constant labels)")
+            record = {"epoch": epoch, "step": epoch * steps + step + 1, "train_loss": seg_loss / seg_steps,
+                      "val_auc_mean": val_auc, "samples_per_s": seg_steps * t.batch_size * size / seconds,
+                      "seconds": seconds}
+            history.append(record)
+            improved = val_auc > best
+            if improved:
+                best, bad = val_auc, 0
+                if rank == 0:
+                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            else:
+                bad += 1
+            stop = bad >= t.early_stopping_patience
+            if rank == 0:
+                logger.info("epoch %d step %d/%d: loss %.4f, val mean AUC %.4f%s, %.0f samples/s; %s", epoch,
+                            step + 1, steps, record["train_loss"], val_auc, " (best)" if improved else "",
+                            record["samples_per_s"], progress.eta_after_validation(epoch, step, bad, stop))
+            seg_began, seg_loss, seg_steps = time.perf_counter(), 0.0, 0
+            if stop:
+                break
         if rank == 0:
-            logger.info("epoch %d: loss %.4f, val mean AUC %.4f%s, %.0f samples/s, %.1f s; %s",
-                        epoch, record["train_loss"], val_auc, " (best)" if improved else "",
-                        rate, seconds, progress.eta_after_epoch(epoch, bad_epochs))
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                     "best": best, "bad_epochs": bad_epochs, "history": history, "best_state": best_state,
+                     "best": best, "bad_validations": bad, "history": history, "best_state": best_state,
                      "fingerprint": p.fingerprint, "completed": False}
             torch.save(state, ckpt_dir / f"epoch-{epoch}.pt")
             _save_latest(state, latest)
-        if bad_epochs >= t.early_stopping_patience:
+        if stop:
             if rank == 0:
-                logger.info("early stop after epoch %d: no better validation AUC for %d epochs",
-                            epoch, bad_epochs)
+                best_at = max(history, key=lambda r: r["val_auc_mean"])
+                logger.info("early stop in epoch %d: no better validation AUC in %d validations (best %.4f at step "
+                            "%d, epoch %d)", epoch, bad, best, best_at["step"], best_at["epoch"])
             break
     if rank != 0:
         return None

@@ -13,6 +13,7 @@ beats the current one). Exit code 1 on any error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
 from hinet_spark.config import Config
 from hinet_spark.data import rolling_split
+from hinet_spark.promotion import comparison_table
 from hinet_spark.spark import get_spark
 from hinet_spark.summary import table
 from hinet_spark.tracking import log_training
@@ -34,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="continue from the latest checkpoint in train.checkpoint_dir")
     parser.add_argument("--end-date", help="nightly split: test on this day, validate on the day before, "
                         "train on the train.window_days before that (default: the train.* dates)")
+    parser.add_argument("--no-promote", action="store_true",
+                        help="register the model as challenger only; never move champion")
     add_offset_arg(parser)
     return parser
 
@@ -45,9 +49,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace, cfg: Config) -> int:
     if args.end_date:
         cfg = rolling_split(cfg, shift(args.end_date, args.offset_days))
+    if args.no_promote:
+        cfg = dataclasses.replace(cfg, mlflow=dataclasses.replace(cfg.mlflow, promote=False))
     before_spark(cfg)
-    result = fit(get_spark(cfg), cfg, resume=args.resume)
-    logged = log_training(cfg, result)
+    spark = get_spark(cfg)
+    result = fit(spark, cfg, resume=args.resume)
+    logged = log_training(cfg, result, spark)
     logger.info("train_hinet done: %s, MLflow run %s (%s)\n%s", logged["model_uri"], logged["run_id"],
                 logged["run_name"], summary_table(result, logged))
     return 0
@@ -67,13 +74,21 @@ def summary_table(result, logged: dict) -> str:
             rows.append(row)
     mean = (f"mean AUC: validation {result.val.mean_auc or float('nan'):.4f}, "
             f"test {result.test.mean_auc or float('nan'):.4f}")
-    epochs = f"best epoch {logged['best_epoch']} of {len(result.history)} trained ({result.train_seconds:.0f} s)"
+    last = result.history[-1] if result.history else {"epoch": -1, "step": 0}
+    epochs = (f"best at step {logged['best_step']} (epoch {logged['best_epoch']}) of {last['step']} trained in "
+              f"{last['epoch'] + 1} epoch(s), {len(result.history)} validations, {result.train_seconds:.0f} s")
     san = ""
     if logged.get("san"):
         san = (f"\nSAN: the strongest weight of {logged['san']['in_group']}/{logged['san']['of']} scenarios "
                "falls inside their true (synthetic) group")
-    return (table(("scenario task", "val AUC", "val rows", "val pos", "test AUC", "test rows", "test pos"), rows)
-            + f"\n{mean}; {epochs}\nchampion: {logged['decision']}{san}")
+    out = (table(("scenario task", "val AUC", "val rows", "val pos", "test AUC", "test rows", "test pos"), rows)
+           + f"\n{mean}; {epochs}{san}")
+    comps = logged.get("comparison") or []
+    if comps:
+        out += (f"\nchallenger vs champion (version {comps[0].champion_version}) on the same rows:\n"
+                + table(("scenario task", "val new", "val champ", "val pos", "test new", "test champ", "test pos"),
+                        comparison_table(comps)))
+    return out + f"\nchampion decision: {logged['decision']}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

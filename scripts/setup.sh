@@ -24,6 +24,19 @@ SCALA_BINARY="2.13"
 
 log() { printf '[setup] %s\n' "$*"; }
 
+# Run a step with its output in $CACHE/logs/<name>.log (pip and the Horovod build print
+# pages of build-backend warnings); on failure show the log's tail and stop.
+quiet() {
+  local name="$1"; shift
+  local out="$CACHE/logs/$name.log"
+  mkdir -p "$CACHE/logs"
+  if ! "$@" >"$out" 2>&1; then
+    echo "[setup] error: step '$name' failed; the last lines of $out:" >&2
+    tail -n 40 "$out" >&2
+    exit 1
+  fi
+}
+
 stamp_of() {
   cat setup.cfg scripts/setup.sh | sha256sum | cut -c1-16
 }
@@ -54,41 +67,41 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
-"${PIP[@]}" install -q --upgrade pip wheel "setuptools>=77" packaging cmake
+quiet pip-tools "${PIP[@]}" install -q --upgrade pip wheel "setuptools>=77" packaging cmake
 
 log "torch==$TORCH_VERSION"
-"${PIP[@]}" install -q "torch==$TORCH_VERSION"
+quiet torch "${PIP[@]}" install -q "torch==$TORCH_VERSION"
 
 hvd_wheel="$(ls "$WHEELS"/horovod-"$HOROVOD_VERSION"-*.whl 2>/dev/null | head -n 1 || true)"
 if [[ -z "$hvd_wheel" ]]; then
   log "building horovod==$HOROVOD_VERSION from its sdist (PyTorch + Gloo, C++17 patch); a few minutes"
   build="$(mktemp -d)"
   trap 'rm -rf "$build"' EXIT
-  "${PIP[@]}" download -q --no-deps --no-binary :all: -d "$build" "horovod==$HOROVOD_VERSION"
+  quiet horovod-download "${PIP[@]}" download -q --no-deps --no-binary :all: -d "$build" "horovod==$HOROVOD_VERSION"
   tar -xzf "$build"/horovod-"$HOROVOD_VERSION".tar.gz -C "$build"
   src="$build/horovod-$HOROVOD_VERSION"
   # torch >= 2.1 headers need C++17; the upstream fix was merged but never released.
   sed -i 's/set(CMAKE_CXX_STANDARD 14)/set(CMAKE_CXX_STANDARD 17)/' "$src/CMakeLists.txt" "$src/horovod/torch/CMakeLists.txt"
   grep -q 'CMAKE_CXX_STANDARD 17' "$src/horovod/torch/CMakeLists.txt" || { echo "[setup] error: C++17 patch did not apply" >&2; exit 1; }
-  HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
-  HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_MXNET=1 \
-  MAKEFLAGS="-j$(nproc)" \
+  quiet horovod-build env HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
+    HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS="-j$(nproc)" \
     "${PIP[@]}" wheel -q --no-build-isolation --no-deps -w "$WHEELS" "$src"
   hvd_wheel="$(ls "$WHEELS"/horovod-"$HOROVOD_VERSION"-*.whl | head -n 1)"
   log "cached $hvd_wheel"
 else
   log "reusing cached $hvd_wheel"
 fi
-"${PIP[@]}" install -q "$hvd_wheel"
+quiet horovod-install "${PIP[@]}" install -q "$hvd_wheel"
 
 log "project and pinned stack (setup.cfg, local + dev extras)"
-"${PIP[@]}" install -q --find-links "$WHEELS" -e ".[local,dev]"
+quiet project "${PIP[@]}" install -q --find-links "$WHEELS" -e ".[local,dev]"
 
 for artifact in "delta-spark_$SCALA_BINARY" "delta-storage"; do
   jar="$JARS/$artifact-$DELTA_VERSION.jar"
   if [[ ! -f "$jar" ]]; then
     log "fetching io.delta:$artifact:$DELTA_VERSION through Maven"
-    mvn -q dependency:copy -Dartifact="io.delta:$artifact:$DELTA_VERSION" -DoutputDirectory="$JARS" >/dev/null
+    quiet "maven-$artifact" mvn -B -q -Dstyle.color=never dependency:copy \
+      -Dartifact="io.delta:$artifact:$DELTA_VERSION" -DoutputDirectory="$JARS"
   fi
 done
 

@@ -19,13 +19,14 @@ from hinet_spark.feature_spec import FeatureSpec, FeatureSpecError
 from hinet_spark.io import read_table, write_table
 from hinet_spark.samples import build_samples
 from hinet_spark.tracking import log_training, tracking_uri
-from hinet_spark.training import fit
+from hinet_spark.training import fit, validation_steps
 from jobs import generate_synthetic
 
 pytestmark = pytest.mark.slow
 
 SMALL = ["synthetic.days=4", "synthetic.exposures_per_day=20000", "synthetic.candidates_per_day=2000",
          "synthetic.calibration_rows_per_scenario=5000", "train.batch_size=512", "train.epochs=2",
+         "train.validations_per_epoch=1",
          "model.sei_hidden=[32, 16]", "model.cgc_hidden=[32, 16]", "model.tower_hidden=[16]",
          "model.embedding_dim=8"]
 
@@ -61,9 +62,13 @@ def test_horovod_two_workers_learn(spark, root, tmp_path):
 
 def test_torch_distributor_two_processes(spark, root, tmp_path):
     cfg = config(root, "train.launcher=torch_distributor", "train.num_proc=2", "train.epochs=1",
+                 "train.validations_per_epoch=2", "train.early_stopping_patience=3",
                  f"train.checkpoint_dir={tmp_path}/ckpt")
     result = fit(spark, cfg)
-    assert len(result.history) == 1 and result.test.mean_auc > 0.5
+    # rank 0 validates mid-epoch while the other rank waits: both points reached, no deadlock
+    steps = 40000 // (512 * 2)
+    points = sorted(s + 1 for s in validation_steps(steps, cfg.train))
+    assert len(points) == 2 and [h["step"] for h in result.history] == points and result.test.mean_auc > 0.5
 
 
 def test_local_resume_continues_and_mlflow_holds_the_run(spark, root, tmp_path, monkeypatch):

@@ -1,0 +1,229 @@
+"""Champion vs challenger on the same rows, and the alias moves that follow.
+
+The new model (challenger) and the registered ``champion`` are both evaluated on exactly
+the challenger's validation rows (and its test rows, reported): the challenger with the
+samples' ids, the champion with its *own* feature spec applied to the same raw exposures
+(``features.apply_spec``, the transform scoring uses), so a champion fitted on another spec
+is judged fairly. The decision:
+
+* promote when the challenger's mean AUC beats the champion's by more than
+  ``mlflow.promote_margin`` and no scenario x task with at least ``mlflow.min_positives``
+  positives drops by more than ``mlflow.max_auc_drop``;
+* scenario x tasks with fewer positives are not judged, and are named.
+
+Every alias move (by training, ``promote`` or ``rollback``) is appended, with its reason, to
+the registered model's tag ``champion_history``, so a rollback knows the previous champion.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+from mlflow.tracking import MlflowClient
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from hinet_spark.config import Config
+from hinet_spark.evaluation import TASKS, Evaluation, evaluate
+from hinet_spark.feature_spec import FeatureSpec
+from hinet_spark.features import apply_spec
+from hinet_spark.io import read_table, table_location
+
+logger = logging.getLogger(__name__)
+
+HISTORY_TAG = "champion_history"
+
+
+class PromotionError(RuntimeError):
+    """A manual promote / rollback cannot be done (no such version, no previous champion)."""
+
+
+@dataclass
+class Comparison:
+    """Both models on the same rows of one split."""
+
+    split: str
+    rows: int
+    challenger: Evaluation
+    champion: Evaluation
+    champion_version: str
+    champion_spec: str
+    skipped: list[str] = field(default_factory=list)  # scenarios the champion does not know
+
+    def pairs(self) -> list[tuple[str, str, float, float, int]]:
+        """(task, scenario, challenger AUC, champion AUC, positives) where both are defined."""
+        out = []
+        for task in TASKS:
+            for s, a in self.challenger.auc.get(task, {}).items():
+                b = self.champion.auc.get(task, {}).get(s)
+                if a is not None and b is not None:
+                    out.append((task, s, a, b, self.challenger.positives[task][s]))
+        return out
+
+
+@dataclass
+class Decision:
+    promote: bool
+    reason: str
+    not_judged: list[str]
+
+
+def _champion(cfg: Config) -> Any | None:
+    try:
+        return MlflowClient().get_model_version_by_alias(cfg.mlflow.registered_model, "champion")
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def _split_rows(spark: SparkSession, cfg: Config, samples_version: int, dates: tuple[str, str], max_rows: int,
+                seed: int, columns: list[str]) -> DataFrame:
+    loc = table_location(cfg, "samples")
+    reader = spark.read.option("versionAsOf", samples_version)
+    samples = reader.table(loc) if cfg.storage.catalog_schema else reader.format("delta").load(loc)
+    rows = samples.where((F.col("dt") >= F.lit(dates[0]).cast("date")) & (F.col("dt") <= F.lit(dates[1]).cast("date")))
+    n = rows.count()
+    if n > max_rows:  # the same seeded sample for both models
+        rows = rows.sample(fraction=min(1.0, 1.05 * max_rows / n), seed=seed).limit(max_rows)
+    return rows.select("exposure_id", "dt", "scenario", "scenario_idx", "label_ctr", "label_ctcvr", *columns)
+
+
+def compare(spark: SparkSession, cfg: Config, result: Any, champion_uri: str, champion_version: str,
+            split: str) -> Comparison:
+    """Evaluate ``result.model`` and the champion on the same rows of ``split``."""
+    from hinet_spark.training import predict_arrays
+
+    names = tuple(cfg.scenarios.names)
+    mine = _split_rows(spark, cfg, result.samples_version, result.split_dates[split], cfg.train.max_val_rows,
+                       cfg.train.seed, result.feature_spec.columns)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=champion_uri, dst_path=tmp))
+        champ_spec = FeatureSpec.load(local / "artifacts" / "feature_spec.json")
+        model = mlflow.pyfunc.load_model(str(local))
+        # the champion sees the same exposures through its own spec (the scoring transform)
+        raw = read_table(spark, cfg, "raw_exposures").join(mine.select("exposure_id", "dt"), ["exposure_id", "dt"])
+        theirs = apply_spec(raw, champ_spec).select("exposure_id", F.col("scenario_idx").alias("_champ_idx"),
+                                                    *champ_spec.columns).toPandas()
+        frame = mine.toPandas().merge(theirs, on="exposure_id", suffixes=("", "_champ"))
+        known = frame["_champ_idx"].notna()
+        skipped = sorted(set(frame.loc[~known, "scenario"]))
+        frame = frame[known].reset_index(drop=True)
+        champ_cols = [c + "_champ" if c in result.feature_spec.columns else c for c in champ_spec.columns]
+        champ_in = frame[champ_cols].set_axis(champ_spec.columns, axis=1).astype("int32")
+        champ_in["scenario_idx"] = frame["_champ_idx"].astype("int32")
+        champ_probs = model.predict(champ_in)[["p_ctr", "p_ctcvr"]].to_numpy()
+    data = {c: frame[c].to_numpy() for c in ("scenario_idx", "label_ctr", "label_ctcvr", *result.feature_spec.columns)}
+    scen, labels, mine_probs = predict_arrays(result.model, data, list(result.feature_spec.columns),
+                                              torch.device("cpu"))
+    return Comparison(split, len(frame), evaluate(scen, labels, mine_probs, names),
+                      evaluate(scen, labels, champ_probs, names), champion_version, champ_spec.hash, skipped)
+
+
+def decide(cfg: Config, comp: Comparison) -> Decision:
+    m = cfg.mlflow
+    pairs = comp.pairs()
+    judged = [p for p in pairs if p[4] >= m.min_positives]
+    not_judged = [f"{s} {t} ({n} positives)" for t, s, _, _, n in pairs if n < m.min_positives]
+    if not judged:
+        return Decision(False, f"no scenario x task has {m.min_positives} positives in the {comp.split} rows; "
+                               "keeping the champion", not_judged)
+    new, old = float(np.mean([p[2] for p in judged])), float(np.mean([p[3] for p in judged]))
+    drops = [f"{s} {t} {b:.4f} -> {a:.4f}" for t, s, a, b, _ in judged if a < b - m.max_auc_drop]
+    head = (f"on the same {comp.rows:,} {comp.split} rows, mean AUC challenger {new:.4f} vs champion "
+            f"(version {comp.champion_version}) {old:.4f} over {len(judged)} scenario x tasks")
+    if drops:
+        return Decision(False, f"{head}; not promoted: drops beyond mlflow.max_auc_drop {m.max_auc_drop}: "
+                               f"{', '.join(drops)}", not_judged)
+    if new - old <= m.promote_margin:
+        return Decision(False, f"{head}; not promoted: the gain {new - old:+.4f} is not above mlflow.promote_margin "
+                               f"{m.promote_margin}", not_judged)
+    return Decision(True, f"{head}; promoted (gain {new - old:+.4f})", not_judged)
+
+
+def compare_and_decide(spark: SparkSession, cfg: Config, result: Any) -> tuple[Decision, list[Comparison]]:
+    """Against the current champion (or none: the first model is promoted)."""
+    champion = _champion(cfg)
+    if champion is None:
+        return Decision(True, "promoted: there is no champion yet", []), []
+    uri = f"models:/{cfg.mlflow.registered_model}/{champion.version}"
+    comps = [compare(spark, cfg, result, uri, str(champion.version), split) for split in ("val", "test")]
+    return decide(cfg, comps[0]), comps
+
+
+def comparison_metrics(comps: list[Comparison]) -> dict[str, float]:
+    out = {}
+    for c in comps:
+        for who, ev in (("challenger", c.challenger), ("champion", c.champion)):
+            for task, per in ev.auc.items():
+                for s, v in per.items():
+                    if v is not None:
+                        out[f"compare.{c.split}.{who}.auc.{task}.scenario_{s}"] = v
+            if ev.mean_auc is not None:
+                out[f"compare.{c.split}.{who}.auc.mean"] = ev.mean_auc
+        out[f"compare.{c.split}.rows"] = float(c.rows)
+    return out
+
+
+def comparison_table(comps: list[Comparison]) -> list[tuple]:
+    """Rows: scenario task, then per split challenger AUC, champion AUC, positives."""
+    rows = []
+    for task in TASKS:
+        for s in comps[0].challenger.rows:
+            row: list[Any] = [f"{s} {task}"]
+            for c in comps:
+                a, b = c.challenger.auc.get(task, {}).get(s), c.champion.auc.get(task, {}).get(s)
+                row += ["n/a" if a is None else f"{a:.4f}", "n/a" if b is None else f"{b:.4f}",
+                        c.challenger.positives.get(task, {}).get(s, 0)]
+            rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# Alias moves, with a history
+# --------------------------------------------------------------------------------------
+
+
+def history(cfg: Config) -> list[dict]:
+    model = MlflowClient().get_registered_model(cfg.mlflow.registered_model)
+    return json.loads(model.tags.get(HISTORY_TAG, "[]"))
+
+
+def set_champion(cfg: Config, version: str, reason: str, action: str) -> dict:
+    """Move ``champion`` to ``version``, append the move to the history, return the entry."""
+    client = MlflowClient()
+    name = cfg.mlflow.registered_model
+    try:
+        client.get_model_version(name, version)
+    except mlflow.exceptions.MlflowException as exc:
+        raise PromotionError(f"{name} has no version {version!r}") from exc
+    before = _champion(cfg)
+    client.set_registered_model_alias(name, "champion", version)
+    entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "action": action,
+             "version": str(version), "previous": str(before.version) if before is not None else None,
+             "reason": reason}
+    moves = history(cfg) + [entry]
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(moves[-50:]))
+    client.set_model_version_tag(name, version, "champion_reason", reason[:5000])
+    logger.info("champion of %s: version %s -> %s (%s: %s)", name, entry["previous"], version, action, reason)
+    return entry
+
+
+def rollback(cfg: Config, reason: str) -> dict:
+    """Champion back to the version that was champion before the current one."""
+    current = _champion(cfg)
+    if current is None:
+        raise PromotionError(f"{cfg.mlflow.registered_model} has no champion to roll back")
+    for entry in reversed(history(cfg)):
+        if entry["version"] == str(current.version) and entry.get("previous"):
+            return set_champion(cfg, entry["previous"], reason, "rollback")
+    raise PromotionError(f"no earlier champion recorded for version {current.version} of "
+                         f"{cfg.mlflow.registered_model}; use promote --version N")
+

@@ -1,0 +1,137 @@
+"""Issue #12: validation inside the epoch with early stopping on the best state, and the
+champion judged against the challenger on the same rows (with its own feature spec)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+
+from hinet_spark.config import load_config
+from hinet_spark.feature_spec import FeatureSpec
+from hinet_spark.models import build_model
+from hinet_spark.promotion import PromotionError, history, rollback, set_champion
+from hinet_spark.samples import build_samples
+from hinet_spark.tracking import log_training, setup
+from hinet_spark.training import fit, validation_steps
+from jobs import generate_synthetic
+
+pytestmark = pytest.mark.slow
+
+SMALL = ["synthetic.days=4", "synthetic.exposures_per_day=20000", "synthetic.candidates_per_day=1000",
+         "synthetic.calibration_rows_per_scenario=5000", "train.batch_size=512", "train.launcher=local",
+         "model.sei_hidden=[32, 16]", "model.cgc_hidden=[32, 16]", "model.tower_hidden=[16]",
+         "model.embedding_dim=8", "features.numeric_buckets=8", "mlflow.min_positives=100",
+         "mlflow.max_auc_drop=0.05"]
+
+
+@pytest.fixture(scope="module")
+def root(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("lifecycle")
+    overrides = [f"storage.root={root}", *SMALL]
+    assert generate_synthetic.main([x for o in overrides for x in ("--set", o)]) == 0
+    build_samples(spark, load_config(None, overrides), "2026-01-01", "2026-01-04")
+    return root
+
+
+def config(root, tmp_path, *extra):
+    return load_config(None, [f"storage.root={root}", *SMALL, f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+                              f"train.checkpoint_dir={tmp_path}/ckpt", *extra])
+
+
+def test_validation_points():
+    t = load_config(None, ["train.validations_per_epoch=4"]).train
+    assert sorted(validation_steps(100, t)) == [24, 49, 74, 99]
+    t = load_config(None, ["train.val_every_steps=30"]).train
+    assert sorted(validation_steps(100, t)) == [29, 59, 89, 99]  # and always at the epoch's end
+    assert sorted(validation_steps(2, load_config(None, ["train.validations_per_epoch=5"]).train)) == [0, 1]
+
+
+def test_validates_inside_the_epoch_and_keeps_the_best_state(spark, root, tmp_path):
+    cfg = config(root, tmp_path, "train.validations_per_epoch=4", "train.epochs=4", "train.early_stopping_patience=3",
+                 "train.learning_rate=0.01")
+    result = fit(spark, cfg)
+    steps = 40000 // 512  # two training days of 20k rows, one worker
+    points = [h["step"] for h in result.history]
+    assert points[:4] == [s + 1 for s in sorted(validation_steps(steps, cfg.train))]
+    aucs = [h["val_auc_mean"] for h in result.history]
+    best = max(range(len(aucs)), key=aucs.__getitem__)
+    # a fast learning rate overfits the ids: the run stops 3 validations after its best, inside an epoch
+    assert len(aucs) == best + 4 < 16, aucs
+    # the returned model is the best state, not the last: re-evaluated, it gives the best AUC
+    assert result.val.mean_auc == pytest.approx(aucs[best], abs=1e-9)
+    assert result.best_val_auc == aucs[best]
+
+
+def _random_twin(result, auc: float):
+    """The same run's bookkeeping with an untrained model, claiming validation AUC ``auc``."""
+    torch.manual_seed(123)
+    twin = dataclasses.replace(result, model=build_model(result.model_spec), val=copy.deepcopy(result.val))
+    twin.val.auc = {t: {s: auc for s in per} for t, per in twin.val.auc.items()}
+    return twin
+
+
+def test_promotion_compares_on_the_same_rows(spark, root, tmp_path):
+    cfg = config(root, tmp_path, "train.epochs=1")
+    trained = fit(spark, cfg)
+
+    # a random model that *claims* a validation AUC of 0.99 becomes champion (there is none)
+    first = log_training(cfg, _random_twin(trained, 0.99), spark)
+    assert first["aliases"] == ["challenger", "champion"] and first["comparison"] == []
+    # the trained model's own validation AUC (~0.6) is below the 0.99 recorded for the champion,
+    # but on the same rows it is better: promoted
+    second = log_training(cfg, trained, spark)
+    assert second["aliases"] == ["challenger", "champion"], second["decision"]
+    val = second["comparison"][0]
+    assert val.split == "val" and val.champion_version == first["version"]
+    assert val.challenger.mean_auc > 0.55 > val.champion.mean_auc - 0.05
+    assert "promoted" in second["decision"] and "same" in second["decision"]
+
+    # a worse challenger whose own number (0.99) beats the champion's recorded one: not promoted
+    third = log_training(cfg, _random_twin(trained, 0.99), spark)
+    assert third["aliases"] == ["challenger"], third["decision"]
+    assert "not promoted" in third["decision"]
+    setup(cfg)
+    import mlflow
+
+    assert str(mlflow.MlflowClient().get_model_version_by_alias("hinet", "champion").version) == second["version"]
+    run = mlflow.get_run(third["run_id"])
+    assert run.data.metrics["compare.val.champion.auc.mean"] == pytest.approx(
+        third["comparison"][0].champion.mean_auc)
+
+    # --no-promote: a better model stays challenger
+    off = log_training(dataclasses.replace(cfg, mlflow=dataclasses.replace(cfg.mlflow, promote=False)), trained,
+                       spark)
+    assert off["aliases"] == ["challenger"] and off["decision"].startswith("not promoted: promotion is off")
+
+    # manual moves, with the history that a rollback follows
+    set_champion(cfg, third["version"], "test: promote by hand", "promote")
+    entry = rollback(cfg, "test: roll back")
+    assert entry["version"] == second["version"] and entry["previous"] == third["version"]
+    assert [h["action"] for h in history(cfg)] == ["train", "train", "promote", "rollback"]
+    with pytest.raises(PromotionError, match="no version '99'"):
+        set_champion(cfg, "99", "no such", "promote")
+
+
+def test_champion_with_another_spec_is_evaluated_with_its_own(spark, root, tmp_path):
+    cfg = config(root, tmp_path, "train.epochs=1")
+    champion_run = fit(spark, cfg)
+    first = log_training(cfg, champion_run, spark)
+    spec_a = champion_run.feature_spec
+
+    refit_cfg = config(root, tmp_path, "train.epochs=1", "features.numeric_buckets=5")
+    build_samples(spark, refit_cfg, "2026-01-01", "2026-01-04", refit=True)
+    spec_b = FeatureSpec.load(root / "feature_spec.json")
+    assert spec_b.hash != spec_a.hash
+    challenger = fit(spark, refit_cfg)
+    logged = log_training(refit_cfg, challenger, spark)
+    val = logged["comparison"][0]
+    assert val.champion_spec == spec_a.hash and val.champion_version == first["version"]
+    # the same validation rows through spec A's transform give the champion exactly the AUCs it
+    # had when it was trained on spec A's samples
+    for task, per in champion_run.val.auc.items():
+        for s, auc in per.items():
+            if auc is not None:
+                assert val.champion.auc[task][s] == pytest.approx(auc, abs=1e-5), (task, s)
