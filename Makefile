@@ -19,6 +19,8 @@ demo: setup
 	$(PY) jobs/build_features.py --conf $(CONF)
 	$(PY) jobs/train_hinet.py --conf $(CONF)
 	$(PY) jobs/score_candidates.py --conf $(CONF)
+	$(PY) jobs/build_features.py --conf $(CONF) --date 2026-01-08
+	$(PY) jobs/evaluate_scores.py --conf $(CONF) --date 2026-01-08
 	$(PY) scripts/demo_summary.py --conf $(CONF)
 
 wheel: setup

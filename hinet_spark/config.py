@@ -40,7 +40,7 @@ TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 RESERVED_NAMES = frozenset({"_delta_log", "checkpoints", "petastorm_cache", "derby", "feature_specs",
                             "mlruns", "mlflow_artifacts", "spark_warehouse"})
 TABLE_KEYS = ("raw_exposures", "raw_clicks", "raw_orders", "oracle", "candidates", "synthetic_staging",
-              "samples", "quarantine", "scores", "scores_quarantine")
+              "samples", "quarantine", "scores", "scores_quarantine", "score_quality")
 
 
 # --------------------------------------------------------------------------------------
@@ -84,6 +84,7 @@ class StorageSection:
             "quarantine": "quarantine",
             "scores": "scores",
             "scores_quarantine": "scores_quarantine",
+            "score_quality": "score_quality",
         }
     )
 
@@ -124,6 +125,7 @@ class SyntheticSection:
     )
     scenario_groups: tuple[tuple[str, ...], ...] = (("a", "c", "e"), ("b", "d", "f"))
     duplicate_event_rate: float = 0.01
+    log_candidates_day: bool = False  # also write the candidates day's exposures, clicks and orders to the raw logs
     calibration_rows_per_scenario: int = 20_000
 
 
@@ -192,6 +194,7 @@ class TrainSection:
     val_end: str | None = None
     test_start: str | None = None
     test_end: str | None = None
+    warm_start_window_days: int = 1  # with --warm-start: train on only the last N days of the training split
     window_days: int = 14  # train_hinet --end-date D: train on the window_days before D-1, validate on D-1, test on D
     missing_scenario: str = "error"  # error | warn
     scenario_weights: dict[str, float] = field(default_factory=dict)  # lambda_i overrides
@@ -226,6 +229,17 @@ class ScoringSection:
 
 
 @dataclass(frozen=True)
+class EvaluationSection:
+    """How yesterday's scores did (``jobs/evaluate_scores.py``)."""
+
+    calibration_low: float = 0.8  # warn when mean predicted / observed rate leaves [low, high]
+    calibration_high: float = 1.25
+    max_auc_drop: float = 0.02  # warn when AUC falls more than this below the trailing mean
+    trailing_days: int = 7
+    reliability_bins: int = 10
+
+
+@dataclass(frozen=True)
 class Config:
     spark: SparkSection = field(default_factory=SparkSection)
     storage: StorageSection = field(default_factory=StorageSection)
@@ -236,6 +250,7 @@ class Config:
     train: TrainSection = field(default_factory=TrainSection)
     mlflow: MlflowSection = field(default_factory=MlflowSection)
     scoring: ScoringSection = field(default_factory=ScoringSection)
+    evaluation: EvaluationSection = field(default_factory=EvaluationSection)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -355,6 +370,8 @@ def _validate(cfg: Config) -> None:
     sc = cfg.scoring
     if sc.feature_spec not in ("pipeline", "model"):
         raise ConfigError(f"scoring.feature_spec: expected pipeline or model, got {sc.feature_spec!r}")
+    if tr.warm_start_window_days <= 0:
+        raise ConfigError(f"train.warm_start_window_days: must be > 0, got {tr.warm_start_window_days}")
     if tr.window_days <= 0:
         raise ConfigError(f"train.window_days: must be > 0, got {tr.window_days}")
     for key in ("batch_size", "histogram_bins"):
@@ -376,6 +393,13 @@ def _validate(cfg: Config) -> None:
             _parse_date(f"train.{key}", getattr(tr, key))
     if not 0.0 <= cfg.features.quarantine_warn_rate <= 1.0:
         raise ConfigError(f"features.quarantine_warn_rate: must be in [0, 1], got {cfg.features.quarantine_warn_rate}")
+    ev = cfg.evaluation
+    if not 0 < ev.calibration_low < 1 < ev.calibration_high:
+        raise ConfigError(f"evaluation.calibration_low/high: need 0 < low < 1 < high, got "
+                          f"{ev.calibration_low}, {ev.calibration_high}")
+    for key in ("trailing_days", "reliability_bins"):
+        if getattr(ev, key) <= 0:
+            raise ConfigError(f"evaluation.{key}: must be > 0, got {getattr(ev, key)}")
     if cfg.mlflow.min_positives < 1:
         raise ConfigError(f"mlflow.min_positives: must be >= 1, got {cfg.mlflow.min_positives}")
     for key in ("promote_margin", "max_auc_drop"):

@@ -267,6 +267,7 @@ def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[st
         params = cfg.flat()
         params.update({"data.samples_version": str(result.samples_version),
                        "data.feature_spec_hash": result.feature_spec.hash,
+                       "warm_start_version": str(result.warm_start_version),
                        **{f"data.{k}_dates": f"{a}..{b}" for k, (a, b) in result.split_dates.items()},
                        **{f"loss.lambda.{s}": f"{w:.4f}" for s, w in zip(names, result.loss_weights)}})
         mlflow.log_params({k: v[:500] for k, v in params.items()})

@@ -33,7 +33,7 @@ from pyspark.sql import SparkSession
 
 from hinet_spark.checkpoints import CheckpointError, check_resumable, fingerprint
 from hinet_spark.config import Config, ModelSection, TrainSection
-from hinet_spark.data import Snapshot, batch_tensors, converters, read_snapshot
+from hinet_spark.data import Snapshot, batch_tensors, converters, read_snapshot, split_dates
 from hinet_spark.evaluation import Evaluation, evaluate
 from hinet_spark.feature_spec import FeatureSpec
 from hinet_spark.logs import configure, quiet_library_warnings
@@ -161,6 +161,7 @@ class Payload:
     checkpoint_dir: str
     resume: bool
     fingerprint: dict  # what the checkpoints belong to (hinet_spark.checkpoints)
+    init_state: dict | None = None  # warm start: the weights to begin from
 
 
 def _device(use_gpu: bool, rank: int) -> torch.device:
@@ -318,6 +319,8 @@ def train_worker(p: Payload) -> dict | None:
     device = _device(t.use_gpu, rank)
     spec = ModelSpec(p.model, p.vocab_sizes, len(p.scenario_names))
     model = build_model(spec).to(device)
+    if p.init_state is not None:
+        model.load_state_dict(p.init_state)  # checked on the driver: same architecture and spec
     opt = torch.optim.Adam(model.parameters(), lr=t.learning_rate)
     ckpt_dir = Path(p.checkpoint_dir)
     start_epoch, best, bad, history, best_state = 0, -math.inf, 0, [], None
@@ -474,6 +477,7 @@ class TrainResult:
     test: Evaluation
     train_seconds: float
     loss_weights: tuple[float, ...]
+    warm_start_version: str | None = None
 
 
 def validation_arrays(snap: Snapshot, max_rows: int, seed: int) -> dict[str, np.ndarray]:
@@ -491,12 +495,23 @@ def validation_arrays(snap: Snapshot, max_rows: int, seed: int) -> dict[str, np.
     return {c: pdf[c].to_numpy() for c in pdf.columns}
 
 
-def fit(spark: SparkSession, cfg: Config, resume: bool = False) -> TrainResult:
-    """Snapshot -> Petastorm -> launcher -> best model -> validation and test evaluation."""
+def fit(spark: SparkSession, cfg: Config, resume: bool = False, warm_start: str | None = None) -> TrainResult:
+    """Snapshot -> Petastorm -> launcher -> best model -> validation and test evaluation.
+
+    ``warm_start`` (an alias or version): start from that registered model's weights and
+    train on the last ``train.warm_start_window_days`` days of the training split."""
     spec = FeatureSpec.load(spec_path(cfg))
     names = tuple(cfg.scenarios.names)
     if spec.scenarios != names:
         raise ValueError(f"feature spec scenarios {list(spec.scenarios)} differ from config {list(names)}")
+    init_state, warm_version = None, None
+    if warm_start:
+        from hinet_spark.warm_start import load_state, recent_window
+
+        init_state, warm_version = load_state(cfg, warm_start, spec, spec.vocab_sizes)
+        window = recent_window(cfg, split_dates(cfg))["train"]
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, train_start=window[0],
+                                                                 train_end=window[1]))
     snap: Snapshot = read_snapshot(spark, cfg, spec)
     train_counts = [snap.counts["train"][s] for s in names]
     overrides = {names.index(k): v for k, v in cfg.train.scenario_weights.items()}
@@ -517,7 +532,7 @@ def fit(spark: SparkSession, cfg: Config, resume: bool = False) -> TrainResult:
     with converters(spark, cfg, snap, num_shards) as conv:
         payload = Payload(cfg.model, cfg.train, spec.vocab_sizes, names, tuple(spec.columns), weights,
                           sum(train_counts), conv["train"], val_data, str(Path(ckpt).resolve()), resume,
-                          run_fingerprint)
+                          run_fingerprint, init_state)
         result = launch(payload, cfg)
         seconds = time.perf_counter() - began
         model = build_model(model_spec)
@@ -529,7 +544,7 @@ def fit(spark: SparkSession, cfg: Config, resume: bool = False) -> TrainResult:
         logger.warning("test: %s", note)
     logger.debug("test mean AUC %.4f (validation %.4f)", test.mean_auc or float("nan"), val.mean_auc or float("nan"))
     return TrainResult(model, model_spec, spec, snap.version, snap.dates, snap.counts, result["history"],
-                       result["best_val_auc"], val, test, seconds, weights)
+                       result["best_val_auc"], val, test, seconds, weights, warm_version)
 
 
 def model_config_dict(section: ModelSection) -> dict:

@@ -10,6 +10,7 @@ replaces exactly the generated dates.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import sys
 from collections.abc import Sequence
@@ -46,17 +47,23 @@ def _generate(spark, cfg: Config) -> int:
     write_table(generate(spark, cfg), cfg, "synthetic_staging", partition_by=["dt"], scratch=True)
     try:
         staged = read_table(spark, cfg, "synthetic_staging")
-        logged = staged.where(F.col("dt") <= F.lit(last).cast("date"))
+        # with log_candidates_day the candidates are also logged as that day's exposures (they
+        # were shown), so the scores of that day can be evaluated against real labels
+        last_logged = cand if cfg.synthetic.log_candidates_day else last
+        logged = staged.where(F.col("dt") <= F.lit(last_logged).cast("date"))
         tables = split(logged)
-        logged_days = f"dt >= '{first}' AND dt <= '{last}'"
-        spill = f"dt >= '{first}' AND dt <= '{cand}'"  # a click or order may land after midnight
+        logged_days = f"dt >= '{first}' AND dt <= '{last_logged}'"
+        # a click or order may land after midnight, up to the attribution windows later
+        spill_end = dt.date.fromisoformat(last_logged) + dt.timedelta(days=1 if last_logged == last else 4)
+        spill = f"dt >= '{first}' AND dt <= '{spill_end.isoformat()}'"
         write_table(tables.exposures, cfg, "raw_exposures", partition_by=["dt"], replace_where=logged_days)
         write_table(tables.clicks, cfg, "raw_clicks", partition_by=["dt"], replace_where=spill)
         write_table(tables.orders, cfg, "raw_orders", partition_by=["dt"], replace_where=spill)
         candidates = split(staged.where(F.col("dt") == F.lit(cand).cast("date")))
         write_table(candidates.exposures, cfg, "candidates", partition_by=["dt"],
                     replace_where=f"dt = '{cand}'")
-        write_table(split(staged).oracle, cfg, "oracle", partition_by=["dt"], replace_where=spill)
+        write_table(split(staged).oracle, cfg, "oracle", partition_by=["dt"],
+                    replace_where=f"dt >= '{first}' AND dt <= '{cand}'")
     finally:
         drop_scratch_table(spark, cfg, "synthetic_staging")
     logger.info("generated %d days %s..%s (%d exposures/day) and candidates for %s",

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="continue from the latest checkpoint in train.checkpoint_dir")
     parser.add_argument("--end-date", help="nightly split: test on this day, validate on the day before, "
                         "train on the train.window_days before that (default: the train.* dates)")
+    parser.add_argument("--warm-start", metavar="ALIAS_OR_VERSION",
+                        help="start from this registered model (e.g. champion) and train on the last "
+                        "train.warm_start_window_days days only; its architecture and feature spec must match")
     parser.add_argument("--no-promote", action="store_true",
                         help="register the model as challenger only; never move champion")
     add_offset_arg(parser)
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         cfg = dataclasses.replace(cfg, mlflow=dataclasses.replace(cfg.mlflow, promote=False))
     before_spark(cfg)
     spark = get_spark(cfg)
-    result = fit(spark, cfg, resume=args.resume)
+    result = fit(spark, cfg, resume=args.resume, warm_start=args.warm_start)
     logged = log_training(cfg, result, spark)
     logger.info("train_hinet done: %s, MLflow run %s (%s)\n%s", logged["model_uri"], logged["run_id"],
                 logged["run_name"], summary_table(result, logged))

@@ -35,15 +35,15 @@ def test_job_passes_the_bundle_model(name):
     assert job.schedule.timezone_id and job.schedule.quartz_cron_expression
     assert job.email_notifications.on_failure
     keys = [t.task_key for t in job.tasks]
-    assert keys == ["build_features", "train_hinet", "score_candidates"]
-    assert [d.task_key for d in job.tasks[1].depends_on] == ["build_features"]
-    assert [d.task_key for d in job.tasks[2].depends_on] == ["train_hinet"]
+    assert keys == ["build_features", "train_hinet", "score_candidates", "rebuild_labels", "evaluate_scores"]
+    for task, before in zip(job.tasks[1:], keys):  # a chain: each task after the previous one
+        assert [d.task_key for d in task.depends_on] == [before]
     clusters = {c.job_cluster_key: c.new_cluster for c in job.job_clusters}
     gpu = clusters[job.tasks[1].job_cluster_key]
     assert "gpu-ml" in gpu.spark_version and gpu.spark_version.startswith("17.3")  # Spark 4.0
     assert gpu.spark_conf["spark.task.resource.gpu.amount"] == "1"
     assert all(c.data_security_mode.value == "SINGLE_USER" for c in clusters.values())
-    for task in (job.tasks[0], job.tasks[2]):
+    for task in (job.tasks[0], *job.tasks[2:]):
         assert "gpu" not in clusters[task.job_cluster_key].spark_version and task.max_retries >= 1
     assert all(lib.whl == "./dist/*.whl" for t in job.tasks for lib in t.libraries)
 
@@ -62,7 +62,10 @@ def test_task_file_exists_and_its_job_accepts_the_parameters(name, task):
     args = module.parse_args([substitute(p) for p in spt["parameters"]])
     cfg = config_from_args(args)  # a bad --set key or value would raise ConfigError here
     assert cfg.storage.catalog_schema == "main.hinet" and cfg.mlflow.registry_uri == "databricks-uc"
-    assert getattr(args, "offset_days", 0) in (0, -1)
+    # yesterday for the nightly build and training; 5 days back (label windows closed) for the
+    # rebuild and evaluation of that day's scores
+    expected = {"rebuild_labels": -5, "evaluate_scores": -5, "score_candidates": 0}.get(task["task_key"], -1)
+    assert getattr(args, "offset_days", 0) == expected
 
 
 def test_the_wheel_build_and_the_targets():

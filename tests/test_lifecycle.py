@@ -6,17 +6,24 @@ from __future__ import annotations
 import copy
 import dataclasses
 
+import pandas as pd
 import pytest
 import torch
+from delta.tables import DeltaTable
+from sklearn.metrics import roc_auc_score
 
 from hinet_spark.config import load_config
 from hinet_spark.feature_spec import FeatureSpec
+from hinet_spark.io import read_table, table_location
 from hinet_spark.models import build_model
 from hinet_spark.promotion import PromotionError, history, rollback, set_champion
-from hinet_spark.samples import build_samples
+from hinet_spark.samples import EmptyInputError, build_samples
+from hinet_spark.score_quality import evaluate_day
+from hinet_spark.scoring import score_candidates
 from hinet_spark.tracking import log_training, setup
 from hinet_spark.training import fit, validation_steps
-from jobs import generate_synthetic
+from hinet_spark.warm_start import WarmStartError
+from jobs import evaluate_scores, generate_synthetic
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +31,7 @@ SMALL = ["synthetic.days=4", "synthetic.exposures_per_day=20000", "synthetic.can
          "synthetic.calibration_rows_per_scenario=5000", "train.batch_size=512", "train.launcher=local",
          "model.sei_hidden=[32, 16]", "model.cgc_hidden=[32, 16]", "model.tower_hidden=[16]",
          "model.embedding_dim=8", "features.numeric_buckets=8", "mlflow.min_positives=100",
-         "mlflow.max_auc_drop=0.05"]
+         "mlflow.max_auc_drop=0.05", "synthetic.log_candidates_day=true"]
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +120,61 @@ def test_promotion_compares_on_the_same_rows(spark, root, tmp_path):
     assert [h["action"] for h in history(cfg)] == ["train", "train", "promote", "rollback"]
     with pytest.raises(PromotionError, match="no version '99'"):
         set_champion(cfg, "99", "no such", "promote")
+
+
+def test_warm_start_loads_the_champion_and_trains_on_recent_days(spark, root, tmp_path):
+    cfg = config(root, tmp_path, "train.epochs=1")
+    base = fit(spark, cfg)
+    log_training(cfg, base, spark)
+    # a learning rate of ~0 keeps the starting weights: they are the champion's
+    still = fit(spark, config(root, tmp_path, "train.epochs=1", "train.learning_rate=1e-12"), warm_start="champion")
+    assert still.warm_start_version == "1"
+    assert still.split_dates["train"] == ("2026-01-02", "2026-01-02")  # warm_start_window_days: 1
+    for k, v in base.model.state_dict().items():
+        torch.testing.assert_close(still.model.state_dict()[k], v, atol=1e-6, rtol=0)
+    with pytest.raises(WarmStartError, match=r"model\.embedding_dim: 8 in version 1, 16 now"):
+        fit(spark, config(root, tmp_path, "model.embedding_dim=16"), warm_start="champion")
+    with pytest.raises(WarmStartError, match="no such version or alias"):
+        fit(spark, cfg, warm_start="7")
+
+
+def test_evaluate_scores_matches_a_direct_computation(spark, root, tmp_path):
+    day = "2026-01-05"  # the candidates day, also logged (synthetic.log_candidates_day)
+    cfg = config(root, tmp_path, "train.epochs=1")
+    log_training(cfg, fit(spark, cfg), spark)
+    score_candidates(spark, cfg, day)
+    build_samples(spark, cfg, day, day)
+    lost = read_table(spark, cfg, "samples").where(f"dt = '{day}'").orderBy("exposure_id").first()
+    DeltaTable.forPath(spark, table_location(cfg, "samples")).delete(
+        f"dt = '{day}' AND exposure_id = '{lost['exposure_id']}'")  # a scored candidate without a label
+    argv = ["--set", f"storage.root={root}", *[x for o in SMALL for x in ("--set", o)],
+            "--set", f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", "--date", day]
+    assert evaluate_scores.main(argv) == 0
+    got = read_table(spark, cfg, "score_quality").where(f"dt = '{day}'").toPandas()
+    scores = read_table(spark, cfg, "scores").where(f"dt = '{day}'").toPandas()
+    labels = read_table(spark, cfg, "samples").where(f"dt = '{day}'").toPandas()
+    both = scores.merge(labels[["exposure_id", "label_ctr", "label_ctcvr"]], on="exposure_id")
+    assert len(got) == 2 * scores["scenario"].nunique()
+    for _, row in got.iterrows():
+        part = both[both["scenario"] == row["scenario"]]
+        y, p = part[f"label_{row['task']}"], part[f"p_{row['task']}"]
+        assert row["rows"] == len(part) and row["positives"] == y.sum()
+        if 0 < y.sum() < len(y):
+            assert row["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-9)
+        else:
+            assert pd.isna(row["auc"])
+        assert row["observed_rate"] == pytest.approx(y.mean())
+        assert row["unlabeled"] == (1 if row["scenario"] == lost["scenario"] else 0)
+    assert evaluate_scores.main(argv) == 0  # a rerun replaces the date
+    again = read_table(spark, cfg, "score_quality").where(f"dt = '{day}'").toPandas()
+    key = ["scenario", "task"]
+    pd.testing.assert_frame_equal(got.sort_values(key, ignore_index=True)[["auc", "rows", "logloss"]],
+                                  again.sort_values(key, ignore_index=True)[["auc", "rows", "logloss"]])
+    with pytest.raises(EmptyInputError, match="scores has no rows dated 2026-01-07: run score_candidates"):
+        evaluate_day(spark, cfg, "2026-01-07")
+    DeltaTable.forPath(spark, table_location(cfg, "samples")).delete(f"dt = '{day}'")
+    with pytest.raises(EmptyInputError, match=f"samples has no labels dated {day}: run build_features"):
+        evaluate_day(spark, cfg, day)
 
 
 def test_champion_with_another_spec_is_evaluated_with_its_own(spark, root, tmp_path):
