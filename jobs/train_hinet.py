@@ -64,17 +64,16 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def summary_table(result, logged: dict) -> str:
-    """Per scenario x task: validation and test AUC with rows and positives; then the best
-    epoch and the champion decision."""
-    rows = []
-    for s in result.val.rows:
-        for task in ("ctr", "ctcvr"):
-            row = [f"{s} {task}"]
-            for ev in (result.val, result.test):
-                auc = ev.auc.get(task, {}).get(s)
-                row += ["n/a" if auc is None else f"{auc:.4f}", ev.rows.get(s, 0),
-                        ev.positives.get(task, {}).get(s, 0)]
-            rows.append(row)
+    """Per scenario: validation and test rows, AUC (positives) per task; then the best point
+    and the champion decision."""
+
+    def cell(ev, task, s):
+        auc = ev.auc.get(task, {}).get(s)
+        return f"{'n/a' if auc is None else f'{auc:.4f}'} ({ev.positives.get(task, {}).get(s, 0):,})"
+
+    rows = [(s, result.val.rows.get(s, 0), cell(result.val, "ctr", s), cell(result.val, "ctcvr", s),
+             result.test.rows.get(s, 0), cell(result.test, "ctr", s), cell(result.test, "ctcvr", s))
+            for s in result.val.rows]
     mean = (f"mean AUC: validation {result.val.mean_auc or float('nan'):.4f}, "
             f"test {result.test.mean_auc or float('nan'):.4f}")
     last = result.history[-1] if result.history else {"epoch": -1, "step": 0}
@@ -84,7 +83,8 @@ def summary_table(result, logged: dict) -> str:
     if logged.get("san"):
         san = (f"\nSAN: the strongest weight of {logged['san']['in_group']}/{logged['san']['of']} scenarios "
                "falls inside their true (synthetic) group")
-    out = (table(("scenario task", "val AUC", "val rows", "val pos", "test AUC", "test rows", "test pos"), rows)
+    out = (table(("scenario", "val rows", "val ctr AUC (pos)", "val ctcvr AUC (pos)", "test rows",
+                  "test ctr AUC (pos)", "test ctcvr AUC (pos)"), rows)
            + f"\n{mean}; {epochs}{san}")
     comps = logged.get("comparison") or []
     if comps:

@@ -34,13 +34,9 @@ def main() -> int:
     for v in sorted(versions, key=lambda v: int(v.version)):
         v = client.get_model_version(name, v.version)  # search results carry no aliases
         print(f"  version {v.version}: aliases {sorted(v.aliases)}, validation mean AUC {v.tags.get('val_auc.mean')}")
-    if table_exists(spark, cfg, "scores"):
-        print("\nScores per scenario and date (mean p_ctr, mean p_ctcvr):")
-        rows = read_table(spark, cfg, "scores").groupBy("dt", "scenario", "model_version").agg(
-            {"*": "count", "p_ctr": "mean", "p_ctcvr": "mean"}).orderBy("dt", "scenario").collect()
-        for r in rows:
-            print(f"  {r['dt']} {r['scenario']}: {r['count(1)']:>7,} rows, model v{r['model_version']}, "
-                  f"{r['avg(p_ctr)']:.4f}, {r['avg(p_ctcvr)']:.4f}")
+    if table_exists(spark, cfg, "scores"):  # per scenario: score_candidates' own summary table
+        dates = sorted(str(r[0]) for r in read_table(spark, cfg, "scores").select("dt").distinct().collect())
+        print(f"\nScores for {', '.join(dates)}: read them from {table_location(cfg, 'scores')} (docs/operations.md)")
     print(f"\nMLflow UI: .venv/bin/mlflow ui --backend-store-uri {tracking_uri(cfg)}")
     return 0
 
