@@ -81,8 +81,9 @@ def _random_twin(result, auc: float):
 
 
 def test_promotion_compares_on_the_same_rows(spark, root, tmp_path):
-    cfg = config(root, tmp_path, "train.epochs=1")
+    cfg = config(root, tmp_path, "train.epochs=2", "train.learning_rate=0.01")
     trained = fit(spark, cfg)
+    assert trained.val.mean_auc > 0.56  # the premise: a model that has learned
 
     # a random model that *claims* a validation AUC of 0.99 becomes champion (there is none)
     first = log_training(cfg, _random_twin(trained, 0.99), spark)
@@ -127,7 +128,7 @@ def test_warm_start_loads_the_champion_and_trains_on_recent_days(spark, root, tm
     base = fit(spark, cfg)
     log_training(cfg, base, spark)
     # a learning rate of ~0 keeps the starting weights: they are the champion's
-    still = fit(spark, config(root, tmp_path, "train.epochs=1", "train.learning_rate=1e-12"), warm_start="champion")
+    still = fit(spark, config(root, tmp_path, "train.epochs=1", "train.learning_rate=1.0e-12"), warm_start="champion")
     assert still.warm_start_version == "1"
     assert still.split_dates["train"] == ("2026-01-02", "2026-01-02")  # warm_start_window_days: 1
     for k, v in base.model.state_dict().items():
