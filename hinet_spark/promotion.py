@@ -131,7 +131,9 @@ def decide(cfg: Config, comp: Comparison) -> Decision:
     m = cfg.mlflow
     pairs = comp.pairs()
     judged = [p for p in pairs if p[4] >= m.min_positives]
-    not_judged = [f"{s} {t} ({n} positives)" for t, s, _, _, n in pairs if n < m.min_positives]
+    not_judged = [f"{s} {t} ({n} positives < mlflow.min_positives {m.min_positives})"
+                  for t, s, _, _, n in pairs if n < m.min_positives]
+    not_judged += [f"scenario {s} (unknown to the champion)" for s in comp.skipped]
     if not judged:
         return Decision(False, f"no scenario x task has {m.min_positives} positives in the {comp.split} rows; "
                                "keeping the champion", not_judged)

@@ -332,8 +332,7 @@ def promote(cfg: Config, version: str, result: TrainResult, spark: Any) -> tuple
     decision, comps = compare_and_decide(spark, cfg, result)
     text = decision.reason
     if decision.not_judged:
-        text += f"; not judged (fewer than mlflow.min_positives={cfg.mlflow.min_positives} positives): " \
-                + ", ".join(decision.not_judged)
+        text += "; not judged: " + ", ".join(decision.not_judged)
     if not cfg.mlflow.promote:
         text = f"not promoted: promotion is off (--no-promote or mlflow.promote: false); {text}"
     elif decision.promote:
