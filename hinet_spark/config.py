@@ -237,6 +237,7 @@ class EvaluationSection:
     max_auc_drop: float = 0.02  # warn when AUC falls more than this below the trailing mean
     trailing_days: int = 7
     reliability_bins: int = 10
+    min_positives: int = 50  # no calibration / AUC warning for a scenario x task with fewer positives
 
 
 @dataclass(frozen=True)
@@ -397,7 +398,7 @@ def _validate(cfg: Config) -> None:
     if not 0 < ev.calibration_low < 1 < ev.calibration_high:
         raise ConfigError(f"evaluation.calibration_low/high: need 0 < low < 1 < high, got "
                           f"{ev.calibration_low}, {ev.calibration_high}")
-    for key in ("trailing_days", "reliability_bins"):
+    for key in ("trailing_days", "reliability_bins", "min_positives"):
         if getattr(ev, key) <= 0:
             raise ConfigError(f"evaluation.{key}: must be > 0, got {getattr(ev, key)}")
     if cfg.mlflow.min_positives < 1:

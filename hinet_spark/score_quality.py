@@ -136,6 +136,8 @@ def _check(spark: SparkSession, cfg: Config, report: QualityReport) -> None:
             if r["a"] is not None:
                 trailing[(r["scenario"], r["task"])] = float(r["a"])
     for row in report.rows:
+        if row["positives"] < ev.min_positives:  # a ratio or AUC over a handful of positives is noise
+            continue
         name = f"{row['scenario']} {row['task']}"
         ratio = row["calibration_ratio"]
         if ratio is not None and not ev.calibration_low <= ratio <= ev.calibration_high:
