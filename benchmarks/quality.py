@@ -32,7 +32,7 @@ from hinet_spark.io import read_table
 from hinet_spark.models.registry import count_parameters
 from hinet_spark.samples import build_samples
 from hinet_spark.spark import get_spark
-from hinet_spark.tracking import tracking_uri
+from hinet_spark.tracking import tracking_uri, use_experiment
 from hinet_spark.training import fit
 from jobs import generate_synthetic
 
@@ -87,7 +87,7 @@ def run_one(spark, base: list[str], name: str, seed: int, extra: list[str], tag:
            "samples_per_s": float(np.median(rates)), "params": count_parameters(result.model),
            "params_dense": count_parameters(result.model, include_embeddings=False)}
     mlflow.set_tracking_uri(tracking_uri(cfg))
-    mlflow.set_experiment("hinet-spark-quality")
+    use_experiment(cfg, "hinet-spark-quality")  # artifacts under storage.root, not ./mlruns
     with mlflow.start_run(run_name=f"{tag}-seed{seed}"):
         mlflow.log_params({"model": name, "tag": tag, "seed": seed, "extra": " ".join(extra)[:500]})
         mlflow.log_metrics({**result.test.metrics("test"), **result.val.metrics("val"), "train_seconds": seconds,

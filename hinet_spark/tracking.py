@@ -48,13 +48,13 @@ def setup(cfg: Config) -> None:
 
 
 def artifact_root(cfg: Config) -> str | None:
-    """Where new experiments keep their artifacts: ``mlflow.artifact_root``, or with the
-    embedded sqlite store ``<storage.root>/mlflow_artifacts`` (so copying storage.root moves
+    """Where new experiments keep their artifacts: ``mlflow.artifact_root``, or with a local
+    (sqlite or file) store ``<storage.root>/mlflow_artifacts`` (so copying storage.root moves
     the whole result, and nothing lands in ./mlruns of the working directory). A remote
     tracking server (Databricks, http) chooses its own."""
     if cfg.mlflow.artifact_root:
         return cfg.mlflow.artifact_root
-    if cfg.mlflow.tracking_uri is None:
+    if tracking_uri(cfg).split(":", 1)[0] in ("sqlite", "file"):  # a local store: its default is ./mlruns
         return (Path(cfg.storage.root).resolve() / "mlflow_artifacts").as_uri()
     return None
 

@@ -105,6 +105,18 @@ for artifact in "delta-spark_$SCALA_BINARY" "delta-storage"; do
   fi
 done
 
+# Any spark-submit / pyspark of this venv gets Delta, offline: pyspark reads
+# $SPARK_HOME/conf/spark-defaults.conf, and SPARK_HOME of a pip install is the package folder.
+sparkconf="$("$VENV/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')/conf"
+mkdir -p "$sparkconf"
+cat > "$sparkconf/spark-defaults.conf" <<CONF
+# written by hinet-spark scripts/setup.sh: Delta Lake for every session of this virtualenv
+spark.jars $JARS/delta-spark_$SCALA_BINARY-$DELTA_VERSION.jar,$JARS/delta-storage-$DELTA_VERSION.jar
+spark.sql.extensions io.delta.sql.DeltaSparkSessionExtension
+spark.sql.catalog.spark_catalog org.apache.spark.sql.delta.catalog.DeltaCatalog
+spark.sql.session.timeZone UTC
+CONF
+
 HINET_JARS_DIR="$JARS" "$VENV/bin/python" scripts/check_stack.py
 echo "$stamp" > "$VENV/.hinet-setup-stamp"
 log "done: activate with 'source .venv/bin/activate'"
