@@ -58,6 +58,8 @@ class SparkSection:
     driver_memory: str = "4g"
     extra_conf: dict[str, str] = field(default_factory=dict)
     progress_seconds: int = 30  # a stage-progress line this often while long Spark stages run (all sessions)
+    rows_per_file: int = 2_000_000  # Delta writes: about this many rows per file (any session)
+    rows_per_task: int = 200_000  # scoring: rows per model-UDF task (any session)
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,7 @@ class TrainSection:
     launcher: str = "horovod"  # horovod | torch_distributor | local
     num_proc: int = 2
     use_gpu: bool = False
+    local_mode: bool = True  # torch_distributor: processes on the driver (True) or on the executors (False)
     threads_per_worker: int = 1
     batch_size: int = 1024
     learning_rate: float = 0.001
@@ -345,8 +348,9 @@ def _validate(cfg: Config) -> None:
             f"synthetic.scenario_groups: {[list(g) for g in syn.scenario_groups]} must place "
             f"every scenario of {list(names)} in exactly one group"
         )
-    if cfg.spark.progress_seconds <= 0:
-        raise ConfigError(f"spark.progress_seconds: must be > 0, got {cfg.spark.progress_seconds}")
+    for key in ("progress_seconds", "rows_per_file", "rows_per_task"):
+        if getattr(cfg.spark, key) <= 0:
+            raise ConfigError(f"spark.{key}: must be > 0, got {getattr(cfg.spark, key)}")
     fe = cfg.features
     for key in ("numeric_buckets", "min_count", "click_window_hours", "order_window_hours"):
         if getattr(fe, key) <= 0:

@@ -8,12 +8,14 @@ the catalog table ``<catalog_schema>.<name>``.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from hinet_spark.config import Config
 
@@ -155,15 +157,39 @@ def create_table_if_missing(spark: SparkSession, cfg: Config, key: str, schema, 
     logger.info("created Delta table %s with its contract schema", loc)
 
 
+def sized_for_files(df: DataFrame, cfg: Config, partition_by: Sequence[str], rows: int | None) -> DataFrame:
+    """``df`` laid out for its Delta write, whatever the session's shuffle settings are.
+
+    Rows of one table partition (e.g. one scenario and day) go to one task, so each table
+    partition gets one file while it holds up to ``spark.rows_per_file`` rows. When ``rows``
+    (the rows being written, when the job knows) says a partition holds more, each one is
+    spread over ``ceil(rows / partitions / rows_per_file)`` buckets of a hash of the row, so a
+    big day is still written in parallel, in files of about ``rows_per_file`` rows. Empty
+    shuffle partitions write nothing (and adaptive execution coalesces them).
+    """
+    per_file = cfg.spark.rows_per_file
+    if not partition_by:
+        return df.repartition(max(1, math.ceil((rows or 0) / per_file)))
+    if not rows or rows <= per_file:
+        return df.repartition(*partition_by)
+    keys = max(1, df.select(*partition_by).distinct().count())
+    buckets = math.ceil(rows / keys / per_file)
+    if buckets == 1:
+        return df.repartition(*partition_by)
+    salt = F.pmod(F.xxhash64(*df.columns), F.lit(buckets))
+    return df.repartition(keys * buckets, *partition_by, salt)
+
+
 def write_table(df: DataFrame, cfg: Config, key: str, *, partition_by: Sequence[str],
-                replace_where: str | None = None, scratch: bool = False) -> None:
+                replace_where: str | None = None, scratch: bool = False, rows: int | None = None) -> None:
     """Write a Delta table, replacing only the rows matching ``replace_where`` when given.
 
     With ``replace_where`` the write is idempotent for that slice (a rerun of a date leaves
     an identical table, other dates untouched); Delta checks that every written row matches
     the predicate. Without it the whole table is overwritten. ``scratch`` marks a table the
     job drops again (:func:`drop_scratch_table`); it refuses to overwrite an existing table
-    that is not itself a scratch table.
+    that is not itself a scratch table. The file layout is the job's, not the session's
+    (:func:`sized_for_files`; ``rows``: how many rows are written, when the job knows).
     """
     loc = table_location(cfg, key)
     spark = df.sparkSession
@@ -172,7 +198,9 @@ def write_table(df: DataFrame, cfg: Config, key: str, *, partition_by: Sequence[
         if taken:
             raise StorageError(f"storage.tables.{key}: {loc} exists and is not a scratch table of this project; "
                                "refusing to overwrite it (choose another name, or remove it yourself)")
-    writer = df.write.format("delta").mode("overwrite").partitionBy(*partition_by)
+    df = sized_for_files(df, cfg, partition_by, rows)
+    writer = df.write.format("delta").mode("overwrite").partitionBy(*partition_by) \
+        .option("maxRecordsPerFile", cfg.spark.rows_per_file)
     if replace_where:
         writer = writer.option("replaceWhere", replace_where)
     else:

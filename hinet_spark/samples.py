@@ -231,8 +231,10 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
     if fitted:  # archived before the write, so the samples' spec_hash always has its file
         spec.save(spec_archive(cfg, spec.hash))
     where = f"dt >= '{a.isoformat()}' AND dt <= '{b.isoformat()}'"
-    write_table(samples, cfg, "samples", partition_by=["scenario", "dt"], replace_where=where)
-    write_table(quarantine, cfg, "quarantine", partition_by=["source", "dt"], replace_where=where)
+    written = report.used["raw_exposures"]
+    write_table(samples, cfg, "samples", partition_by=["scenario", "dt"], replace_where=where, rows=written)
+    write_table(quarantine, cfg, "quarantine", partition_by=["source", "dt"], replace_where=where,
+                rows=sum(sum(r.values()) for r in report.quarantined.values()))
     commit_spec(cfg, spec)  # the current spec switches only now that its samples are committed
     for df in (good, exposures_all, clicks, orders, samples, quarantine):
         df.unpersist()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import re
 import tempfile
 import time
@@ -173,17 +174,24 @@ def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tup
             clock = _lap(report, "prepare", clock)
             where = f"dt = '{date}'" + (f" AND scenario IN ({', '.join(repr(s) for s in chosen)})"
                                          if scenarios is not None else "")
-            write_table(quarantine, cfg, "scores_quarantine", partition_by=["dt"], replace_where=where)
+            write_table(quarantine, cfg, "scores_quarantine", partition_by=["dt"], replace_where=where,
+                        rows=sum(report.quarantined.values()))
             clock = _lap(report, "write_quarantine", clock)
             spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.scoring.batch_size))
             udf = mlflow.pyfunc.spark_udf(spark, str(local), result_type=RESULT_TYPE, env_manager="local")
-            scores = features.withColumn("_p", udf(F.struct(*spec.columns, "scenario_idx"))).select(
+            # the UDF's task count is the job's: rows / spark.rows_per_task, not the 200 (or
+            # whatever) shuffle partitions the session's settings would give the persisted frame
+            n_rows = sum(report.scored.values())
+            tasks = max(1, math.ceil(n_rows / cfg.spark.rows_per_task))
+            logger.info("scoring %d rows in %d model-UDF task(s) (spark.rows_per_task %d)", n_rows, tasks,
+                        cfg.spark.rows_per_task)
+            scores = features.repartition(tasks).withColumn("_p", udf(F.struct(*spec.columns, "scenario_idx"))).select(
                 *KEYS, "scenario", "dt", F.col("_p.p_ctr").alias("p_ctr"), F.col("_p.p_ctcvr").alias("p_ctcvr"),
                 F.lit(ref.name).alias("model_name"), F.lit(ref.version).alias("model_version"),
                 F.lit(scored_at).cast("timestamp").alias("scored_at"))
             # the first write creates the table with the contract's schema: NOT NULL keys and scores
             create_table_if_missing(spark, cfg, "scores", load_schema("scores").struct, ["scenario", "dt"])
-            write_table(scores, cfg, "scores", partition_by=["scenario", "dt"], replace_where=where)
+            write_table(scores, cfg, "scores", partition_by=["scenario", "dt"], replace_where=where, rows=n_rows)
             clock = _lap(report, "score_and_write", clock)
         finally:
             features.unpersist()

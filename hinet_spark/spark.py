@@ -92,11 +92,61 @@ def log4j_config() -> Path:
     return default_conf_dir() / "log4j2.properties"
 
 
+class DeltaNotConfiguredError(RuntimeError):
+    """The session a job was given cannot read or write Delta tables."""
+
+
+DELTA_SETTINGS = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def require_delta(spark: SparkSession) -> None:
+    """Fail with the missing settings named, before any job touches a table.
+
+    Databricks runtimes have Delta built in. Elsewhere (spark-submit on someone's cluster,
+    a notebook's session) the Delta jars and the two session settings must be there; a
+    session without them would otherwise fail much later with py4j's
+    ``TypeError: 'JavaPackage' object is not callable``.
+    """
+    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return
+    from py4j.java_gateway import JavaClass
+
+    missing = []
+    for key, value in DELTA_SETTINGS.items():
+        if value not in (spark.conf.get(key, None) or ""):
+            missing.append(f"{key}={value}")
+    jvm = spark.sparkContext._jvm
+    if not isinstance(jvm.io.delta.tables.DeltaTable, JavaClass):
+        missing.append(f"the Delta jars (spark.jars.packages=io.delta:delta-spark_{SCALA_BINARY}:{DELTA_VERSION}, "
+                       f"or spark.jars=<{' and '.join(DELTA_JARS)}>)")
+    if missing:
+        raise DeltaNotConfiguredError(
+            "this Spark session has no Delta Lake: missing " + "; ".join(missing) + ". Pass them with --conf / "
+            "--packages to spark-submit, or put them in the cluster's spark-defaults.conf "
+            "(docs/operations.md, section 'Delta on your own Spark'); scripts/setup.sh writes them into "
+            "this project's virtualenv.")
+
+
+def job_layout(spark: SparkSession) -> None:
+    """Session settings the jobs rely on whatever the cluster's defaults: adaptive execution
+    (coalesces small shuffle partitions) and UTC timestamps (event dates are UTC days)."""
+    spark.conf.set("spark.sql.adaptive.enabled", "true")
+    spark.conf.set("spark.sql.adaptive.coalescePartitions.enabled", "true")
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+
+
 def get_spark(cfg: Config) -> SparkSession:
     """The session for a job: the cluster's when there is one, else the embedded local one."""
     if on_cluster():
-        logger.info("using the cluster's SparkSession")
-        return SparkSession.builder.getOrCreate()
+        spark = SparkSession.builder.getOrCreate()
+        require_delta(spark)
+        job_layout(spark)
+        logger.info("using the cluster's SparkSession (Spark %s, master %s)", spark.version,
+                    spark.sparkContext.master)
+        return spark
     active = SparkSession.getActiveSession()
     if active is not None:
         return active

@@ -75,6 +75,10 @@ class _Local:
         """Rank 0's value (a float or None) on every rank."""
         return value
 
+    def gather(self, value: int) -> list[int]:
+        """Every rank's ``value``, in rank order, on every rank."""
+        return [value]
+
 
 class _Horovod(_Local):
     def __init__(self) -> None:
@@ -100,6 +104,9 @@ class _Horovod(_Local):
         mine = [1.0, value] if self.rank == 0 and value is not None else [0.0, 0.0]
         has, v = self.hvd.allreduce(torch.tensor(mine, dtype=torch.float64), op=self.hvd.Sum).tolist()
         return v if has > 0 else None
+
+    def gather(self, value: int) -> list[int]:
+        return [int(x) for x in self.hvd.allgather(torch.tensor([value], dtype=torch.int64)).tolist()]
 
 
 class _TorchDDP(_Local):
@@ -130,6 +137,11 @@ class _TorchDDP(_Local):
         box = [value]
         self.dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def gather(self, value: int) -> list[int]:
+        out = [torch.zeros(1, dtype=torch.int64) for _ in range(self.size)]
+        self.dist.all_gather(out, torch.tensor([value], dtype=torch.int64))
+        return [int(t[0]) for t in out]
 
 
 def _distribution(launcher: str, use_gpu: bool) -> _Local:
@@ -344,6 +356,9 @@ def train_worker(p: Payload) -> dict | None:
         steps = min(steps, t.max_steps_per_epoch)
     cols = list(p.feature_columns)
     shard = _load_shard(p.train_converter, rank, size)
+    shard_rows = dist.gather(len(shard["scenario_idx"]))
+    if rank == 0:
+        logger.info("training rows per rank: %s (of %d)", shard_rows, p.train_rows)
     shuffler = torch.Generator().manual_seed(t.seed * 1000 + rank)
     logger.debug("rank %d: shard %d of %d in memory (%d rows), %d steps per epoch", rank, rank, size,
                 len(shard["scenario_idx"]), steps)
@@ -416,7 +431,8 @@ def train_worker(p: Payload) -> dict | None:
     if latest.is_file():  # a finished run's checkpoint is not resumable
         state = torch.load(latest, map_location="cpu", weights_only=False)
         _save_latest({**state, "completed": True}, latest)
-    return {"best_state": best_state, "history": history, "best_val_auc": best, "world_size": size}
+    return {"best_state": best_state, "history": history, "best_val_auc": best, "world_size": size,
+            "shard_rows": shard_rows}
 
 
 # --------------------------------------------------------------------------------------
@@ -454,7 +470,10 @@ def launch(payload: Payload, cfg: Config) -> dict:
     elif t.launcher == "torch_distributor":
         from pyspark.ml.torch.distributor import TorchDistributor
 
-        result = TorchDistributor(num_processes=t.num_proc, local_mode=True, use_gpu=t.use_gpu).run(
+        logger.info("TorchDistributor: %d processes %s, %s", t.num_proc,
+                    "on the driver (train.local_mode)" if t.local_mode else "on the executors",
+                    "GPU + NCCL" if t.use_gpu else "CPU + Gloo")
+        result = TorchDistributor(num_processes=t.num_proc, local_mode=t.local_mode, use_gpu=t.use_gpu).run(
             train_worker, payload)
     else:
         result = train_worker(payload)
@@ -478,6 +497,7 @@ class TrainResult:
     train_seconds: float
     loss_weights: tuple[float, ...]
     warm_start_version: str | None = None
+    shard_rows: tuple[int, ...] = ()  # training rows each rank read
 
 
 def validation_arrays(snap: Snapshot, max_rows: int, seed: int) -> dict[str, np.ndarray]:
@@ -544,7 +564,8 @@ def fit(spark: SparkSession, cfg: Config, resume: bool = False, warm_start: str 
         logger.warning("test: %s", note)
     logger.debug("test mean AUC %.4f (validation %.4f)", test.mean_auc or float("nan"), val.mean_auc or float("nan"))
     return TrainResult(model, model_spec, spec, snap.version, snap.dates, snap.counts, result["history"],
-                       result["best_val_auc"], val, test, seconds, weights, warm_version)
+                       result["best_val_auc"], val, test, seconds, weights, warm_version,
+                       tuple(result.get("shard_rows", ())))
 
 
 def model_config_dict(section: ModelSection) -> dict:

@@ -116,6 +116,8 @@ spark.sql.extensions io.delta.sql.DeltaSparkSessionExtension
 spark.sql.catalog.spark_catalog org.apache.spark.sql.delta.catalog.DeltaCatalog
 spark.sql.session.timeZone UTC
 CONF
+# ... and the project's JVM log levels (warnings only), as the embedded session has them
+cp conf/log4j2.properties "$sparkconf/log4j2.properties"
 
 HINET_JARS_DIR="$JARS" "$VENV/bin/python" scripts/check_stack.py
 echo "$stamp" > "$VENV/.hinet-setup-stamp"

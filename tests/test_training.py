@@ -51,6 +51,9 @@ def test_horovod_two_workers_learn(spark, root, tmp_path):
                  f"train.checkpoint_dir={tmp_path}/ckpt")
     result = fit(spark, cfg)
     assert [h["epoch"] for h in result.history] == [0, 1, 2, 3, 4, 5]
+    # disjoint shards: the ranks' rows add up to the training split, none empty
+    assert len(result.shard_rows) == 2 and min(result.shard_rows) > 0
+    assert sum(result.shard_rows) == sum(result.split_counts["train"].values())
     # The large scenarios are learned (chance is 0.50). 40k training rows
     # of mostly id features overfit after 2-3 epochs, so a test AUC of ~0.56 (oracle ~0.8)
     # is what this size reaches; the shard is sorted, so it does not depend on read order.
@@ -60,8 +63,10 @@ def test_horovod_two_workers_learn(spark, root, tmp_path):
     assert (tmp_path / "ckpt" / "latest.pt").is_file() and (tmp_path / "ckpt" / "epoch-5.pt").is_file()
 
 
-def test_torch_distributor_two_processes(spark, root, tmp_path):
-    cfg = config(root, "train.launcher=torch_distributor", "train.num_proc=2", "train.epochs=2",
+def test_torch_distributor_two_processes_on_executors(spark, root, tmp_path):
+    # local_mode false: the processes are Spark tasks (a cluster's workers), not driver children
+    cfg = config(root, "train.launcher=torch_distributor", "train.local_mode=false", "train.num_proc=2",
+                 "train.epochs=2",
                  "train.validations_per_epoch=2", "train.early_stopping_patience=4", "train.learning_rate=0.003",
                  f"train.checkpoint_dir={tmp_path}/ckpt")
     result = fit(spark, cfg)
@@ -70,7 +75,10 @@ def test_torch_distributor_two_processes(spark, root, tmp_path):
     points = sorted(s + 1 for s in validation_steps(steps, cfg.train))
     assert len(points) == 2
     assert [h["step"] for h in result.history] == [*points, *(steps + p for p in points)]
-    assert result.test.auc["ctr"]["a"] > 0.52, result.test.auc  # learned (chance: 0.5)
+    assert len(result.shard_rows) == 2 and min(result.shard_rows) > 0
+    assert sum(result.shard_rows) == sum(result.split_counts["train"].values())  # disjoint shards
+    for s in ("a", "b"):
+        assert result.test.auc["ctr"][s] > 0.52, result.test.auc  # learned (chance: 0.5)
 
 
 def test_local_resume_continues_and_mlflow_holds_the_run(spark, root, tmp_path, monkeypatch):
