@@ -18,17 +18,13 @@ from typing import Any
 
 import mlflow
 import numpy as np
-import pandas as pd
-import torch
-from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, Schema
 
 from hinet_spark.config import Config
 from hinet_spark.evaluation import Evaluation
-from hinet_spark.feature_spec import FeatureSpec
 from hinet_spark.promotion import compare_and_decide, comparison_metrics, set_champion
-from hinet_spark.training import TrainResult, model_config_dict
+from hinet_spark.serving import HiNetPyfunc, log_pyfunc  # noqa: F401  (HiNetPyfunc: models logged before 0.2 name it here)
+from hinet_spark.training import TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -65,52 +61,6 @@ def use_experiment(cfg: Config, name: str) -> None:
         root = artifact_root(cfg)
         MlflowClient().create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
     mlflow.set_experiment(name)
-
-
-class HiNetPyfunc(mlflow.pyfunc.PythonModel):
-    """Batch prediction: a DataFrame of ``f_*`` ids and ``scenario_idx`` -> p_ctr, p_ctcvr."""
-
-    def load_context(self, context: Any) -> None:
-        from hinet_spark.config import ModelSection
-        from hinet_spark.models import ModelSpec, build_model
-
-        meta = json.loads(Path(context.artifacts["model_meta"]).read_text())
-        section = ModelSection(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["model"].items()})
-        self.spec = FeatureSpec.load(context.artifacts["feature_spec"])
-        self.columns = self.spec.columns
-        self.model = build_model(ModelSpec(section, tuple(meta["vocab_sizes"]), meta["n_scenarios"]))
-        self.model.load_state_dict(torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True))
-        # In a Spark task (spark_udf) use the task's cores, not every core of the machine; on
-        # a worker with a GPU predict there.
-        task = _spark_task()
-        if task is not None:
-            torch.set_num_threads(max(1, int(task.cpus())))
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.model.to(self.device).eval()
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        missing = [c for c in (*self.columns, "scenario_idx") if c not in model_input.columns]
-        if missing:
-            raise ValueError(f"model input lacks columns {missing}")
-        ids = torch.as_tensor(model_input[self.columns].to_numpy(dtype=np.int64), device=self.device)
-        scen = torch.as_tensor(model_input["scenario_idx"].to_numpy(dtype=np.int64), device=self.device)
-        with torch.no_grad():
-            probs = torch.sigmoid(self.model(ids, scen)).cpu().numpy().astype(np.float64)
-        return pd.DataFrame({"p_ctr": probs[:, 0], "p_ctcvr": probs[:, 1]})
-
-
-def _spark_task() -> Any:
-    try:
-        from pyspark import TaskContext
-    except ImportError:
-        return None
-    return TaskContext.get()
-
-
-def signature(spec: FeatureSpec) -> ModelSignature:
-    inputs = Schema([ColSpec("integer", c) for c in (*spec.columns, "scenario_idx")])
-    outputs = Schema([ColSpec("double", "p_ctr"), ColSpec("double", "p_ctcvr")])
-    return ModelSignature(inputs=inputs, outputs=outputs)
 
 
 def _bar_labels(ev: Evaluation, names: tuple[str, ...]) -> list[str]:
@@ -283,12 +233,6 @@ def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[st
                             **{f"train_rows.scenario_{s}": float(n) for s, n in result.split_counts["train"].items()}})
         spec_file = tmp_path / "feature_spec.json"
         result.feature_spec.save(spec_file)
-        weights = tmp_path / "weights.pt"
-        torch.save(result.model.state_dict(), weights)
-        meta = tmp_path / "model_meta.json"
-        meta.write_text(json.dumps({"model": model_config_dict(result.model_spec.config),
-                                    "vocab_sizes": list(result.model_spec.vocab_sizes),
-                                    "n_scenarios": result.model_spec.n_scenarios, "scenarios": list(names)}))
         (tmp_path / "history.json").write_text(json.dumps(result.history, indent=2))
         (tmp_path / "test_notes.json").write_text(json.dumps(result.test.notes, indent=2))
         mlflow.log_artifact(str(spec_file))
@@ -300,13 +244,7 @@ def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[st
         if san is not None:
             mlflow.log_metric("san.strongest_in_true_group", san["in_group"] / san["of"])
             mlflow.log_dict(san, "san_check.json")
-        example = pd.DataFrame({c: [1] for c in (*result.feature_spec.columns, "scenario_idx")}).astype("int32")
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=HiNetPyfunc(),
-            artifacts={"weights": str(weights), "feature_spec": str(spec_file), "model_meta": str(meta)},
-            signature=signature(result.feature_spec), input_example=example,
-            registered_model_name=cfg.mlflow.registered_model,
-        )
+        info = log_pyfunc(result.model, result.model_spec, result.feature_spec, cfg.mlflow.registered_model)
         version = str(info.registered_model_version)
         run_id = run.info.run_id
     aliases, decision, comps = promote(cfg, version, result, spark)

@@ -566,7 +566,3 @@ def fit(spark: SparkSession, cfg: Config, resume: bool = False, warm_start: str 
     return TrainResult(model, model_spec, spec, snap.version, snap.dates, snap.counts, result["history"],
                        result["best_val_auc"], val, test, seconds, weights, warm_version,
                        tuple(result.get("shard_rows", ())))
-
-
-def model_config_dict(section: ModelSection) -> dict:
-    return dataclasses.asdict(section)  # asdict copies nested values already

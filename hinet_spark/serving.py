@@ -1,0 +1,126 @@
+"""The registered model: a self-contained MLflow pyfunc.
+
+The model carries what it needs to load anywhere MLflow runs (Databricks Model Serving,
+``mlflow models serve``, ``spark_udf(env_manager="virtualenv")``, a plain
+``mlflow.pyfunc.load_model`` on a machine without this project):
+
+* its code: the ``hinet_spark`` package is logged with the model (``code_paths``) and put on
+  ``sys.path`` when it loads; loading imports only this module, ``hinet_spark.models``,
+  ``hinet_spark.config`` and ``hinet_spark.feature_spec`` (torch, numpy, pandas, PyYAML; no
+  Spark);
+* its environment: ``requirements.txt`` / ``conda.yaml`` pin the training environment's
+  versions of torch, numpy, pandas, mlflow, cloudpickle and PyYAML, and nothing that is on
+  no package index;
+* its inputs: the weights, the feature spec and the model config as artifacts, and a
+  signature (inputs: the ``f_*`` id columns and ``scenario_idx``; outputs ``p_ctr``,
+  ``p_ctcvr``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from hinet_spark.feature_spec import FeatureSpec
+
+# What loading and predicting import; pinned to the versions of the environment that trained.
+RUNTIME_PACKAGES = ("torch", "numpy", "pandas", "mlflow", "cloudpickle", "pyyaml")
+
+
+class HiNetPyfunc(mlflow.pyfunc.PythonModel):
+    """Batch prediction: a DataFrame of ``f_*`` ids and ``scenario_idx`` -> p_ctr, p_ctcvr."""
+
+    def load_context(self, context: Any) -> None:
+        from hinet_spark.config import ModelSection
+        from hinet_spark.models import ModelSpec, build_model
+
+        meta = json.loads(Path(context.artifacts["model_meta"]).read_text())
+        section = ModelSection(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["model"].items()})
+        self.spec = FeatureSpec.load(context.artifacts["feature_spec"])
+        self.columns = self.spec.columns
+        self.model = build_model(ModelSpec(section, tuple(meta["vocab_sizes"]), meta["n_scenarios"]))
+        self.model.load_state_dict(torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True))
+        # In a Spark task (spark_udf) use the task's cores, not every core of the machine; on
+        # a worker with a GPU predict there.
+        task = _spark_task()
+        if task is not None:
+            torch.set_num_threads(max(1, int(task.cpus())))
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device).eval()
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        missing = [c for c in (*self.columns, "scenario_idx") if c not in model_input.columns]
+        if missing:
+            raise ValueError(f"model input lacks columns {missing}")
+        ids = torch.as_tensor(model_input[self.columns].to_numpy(dtype=np.int64), device=self.device)
+        scen = torch.as_tensor(model_input["scenario_idx"].to_numpy(dtype=np.int64), device=self.device)
+        with torch.no_grad():
+            probs = torch.sigmoid(self.model(ids, scen)).cpu().numpy().astype(np.float64)
+        return pd.DataFrame({"p_ctr": probs[:, 0], "p_ctcvr": probs[:, 1]})
+
+
+def _spark_task() -> Any:
+    try:
+        from pyspark import TaskContext
+    except ImportError:  # Model Serving, mlflow models serve: no Spark
+        return None
+    return TaskContext.get()
+
+
+def signature(spec: FeatureSpec) -> ModelSignature:
+    inputs = Schema([ColSpec("integer", c) for c in (*spec.columns, "scenario_idx")])
+    outputs = Schema([ColSpec("double", "p_ctr"), ColSpec("double", "p_ctcvr")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def pinned_requirements() -> list[str]:
+    """``name==version`` of :data:`RUNTIME_PACKAGES` as installed here (a local build tag such
+    as torch's ``+cpu`` dropped: the index serves the plain version)."""
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in RUNTIME_PACKAGES]
+
+
+def package_dir() -> str:
+    """The ``hinet_spark`` package folder, logged with the model as its code."""
+    return str(Path(__file__).resolve().parent)
+
+
+def log_pyfunc(model: torch.nn.Module, model_spec: Any, spec: FeatureSpec, registered_model: str | None,
+               name: str = "model") -> Any:
+    """Log (and register, when ``registered_model``) ``model`` as the pyfunc in the active run.
+
+    ``model_spec`` is its :class:`hinet_spark.models.ModelSpec`; ``spec`` the feature spec
+    whose ids it reads."""
+    with tempfile.TemporaryDirectory() as tmp:
+        files = Path(tmp)
+        spec.save(files / "feature_spec.json")
+        torch.save(model.state_dict(), files / "weights.pt")
+        (files / "model_meta.json").write_text(json.dumps({
+            "model": dataclasses.asdict(model_spec.config), "vocab_sizes": list(model_spec.vocab_sizes),
+            "n_scenarios": model_spec.n_scenarios, "scenarios": list(spec.scenarios)}))
+        return _log(files / "weights.pt", files / "feature_spec.json", files / "model_meta.json", spec,
+                    registered_model, name)
+
+
+def _log(weights: Path, spec_file: Path, meta: Path, spec: FeatureSpec, registered_model: str | None,
+         name: str) -> Any:
+    example = pd.DataFrame({c: [1] for c in (*spec.columns, "scenario_idx")}).astype("int32")
+    # MLflow 3 names the logged model ``name``; MLflow 2 (Databricks 15.4 LTS ML ships 2.13.1)
+    # calls it ``artifact_path``
+    where = {"name": name} if int(mlflow.__version__.split(".")[0]) >= 3 else {"artifact_path": name}
+    return mlflow.pyfunc.log_model(
+        **where, python_model=HiNetPyfunc(), code_paths=[package_dir()],
+        artifacts={"weights": str(weights), "feature_spec": str(spec_file), "model_meta": str(meta)},
+        signature=signature(spec), input_example=example, pip_requirements=pinned_requirements(),
+        registered_model_name=registered_model,
+    )

@@ -1,0 +1,119 @@
+"""The registered model is self-contained: it loads and predicts where this project is not
+installed (its code travels in the model, its requirements are pinned and on an index)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+from hinet_spark.config import ModelSection
+from hinet_spark.feature_spec import FeatureSpec
+from hinet_spark.models import ModelSpec, build_model
+from hinet_spark.serving import RUNTIME_PACKAGES, log_pyfunc
+
+REPO = Path(__file__).resolve().parents[1]
+NAME = "packaged_hinet"
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory):
+    """A small HiNet with random weights, registered with the alias champion in a sqlite store."""
+    root = tmp_path_factory.mktemp("package")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    exp = MlflowClient().create_experiment("package", artifact_location=(root / "artifacts").as_uri())
+    spec = FeatureSpec(("a", "b", "c"), {"price": (1.0, 5.0, 9.0)}, {"city": ("x", "y", "z")},
+                       {"user_id": 100}, ("2026-01-01", "2026-01-02"), 1)
+    model_spec = ModelSpec(ModelSection(embedding_dim=4, sei_hidden=(8,), cgc_hidden=(8,), tower_hidden=(4,)),
+                           spec.vocab_sizes, len(spec.scenarios))
+    torch.manual_seed(3)
+    model = build_model(model_spec).eval()
+    with mlflow.start_run(experiment_id=exp):
+        info = log_pyfunc(model, model_spec, spec, NAME)
+    MlflowClient().set_registered_model_alias(NAME, "champion", str(info.registered_model_version))
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"f_price": rng.integers(0, 5, 64), "f_city": rng.integers(0, 5, 64),
+                          "f_user_id": rng.integers(0, 102, 64), "scenario_idx": rng.integers(0, 3, 64)}
+                         ).astype("int32")
+    expected = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(frame)
+    with torch.no_grad():  # the in-process model itself, not through MLflow
+        ids = torch.as_tensor(frame[spec.columns].to_numpy(dtype=np.int64))
+        direct = torch.sigmoid(model(ids, torch.as_tensor(frame["scenario_idx"].to_numpy(dtype=np.int64))))
+    np.testing.assert_allclose(expected[["p_ctr", "p_ctcvr"]].to_numpy(), direct.numpy(), atol=1e-6)
+    return {"root": root, "uri": uri, "frame": frame, "expected": expected, "source": info.model_uri}
+
+
+def test_requirements_are_pinned_and_installable(registered):
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}@champion"))
+    reqs = (local / "requirements.txt").read_text().split()
+    names = {r.split("==")[0].lower() for r in reqs if "==" in r}
+    assert set(RUNTIME_PACKAGES) <= names, reqs
+    assert all("==" in r for r in reqs if not r.startswith("-")), reqs  # every one pinned
+    assert not any(r.lower().startswith("hinet") for r in reqs), reqs  # nothing that is on no index
+    assert f"torch=={torch.__version__.split('+')[0]}" in reqs
+    mlmodel = yaml.safe_load((local / "MLmodel").read_text())
+    assert mlmodel["flavors"]["python_function"]["code"] == "code"
+    assert (local / "code" / "hinet_spark" / "serving.py").is_file()
+
+
+def _isolated_env(registered) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHONPATH", "MLFLOW_"))}
+    env["MLFLOW_TRACKING_URI"] = registered["uri"]
+    return env
+
+
+def test_loads_and_predicts_without_the_project(registered, tmp_path):
+    registered["frame"].to_json(tmp_path / "input.json", orient="split")
+    script = textwrap.dedent(f"""
+        import importlib.abc, json, sys
+        repo = {str(REPO)!r}
+        # the project is installed in editable mode: drop its path entries and its finder
+        sys.path[:] = [p for p in sys.path if p not in ("", ".", repo, repo + "/")]
+        sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__.lower()
+                            and "editable" not in repr(f).lower()]
+        try:
+            import hinet_spark
+            raise SystemExit("the project is still importable: " + hinet_spark.__file__)
+        except ImportError:
+            pass
+        import mlflow, pandas as pd
+        frame = pd.read_json("input.json", orient="split").astype("int32")
+        out = mlflow.pyfunc.load_model("models:/{NAME}@champion").predict(frame)
+        import hinet_spark
+        print(json.dumps({{"code": hinet_spark.__file__, "p": out[["p_ctr", "p_ctcvr"]].values.tolist()}}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=_isolated_env(registered),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not out["code"].startswith(str(REPO)), out["code"]  # the model's own copy of the code
+    np.testing.assert_allclose(np.array(out["p"]), registered["expected"][["p_ctr", "p_ctcvr"]].to_numpy(),
+                               atol=1e-6)
+
+
+def test_mlflow_models_predict_from_another_directory(registered, tmp_path):
+    # the scoring protocol's request format (what Model Serving receives)
+    split = json.loads(registered["frame"].to_json(orient="split", index=False))
+    (tmp_path / "input.json").write_text(json.dumps({"dataframe_split": split}))
+    cli = Path(sys.executable).with_name("mlflow")
+    done = subprocess.run([str(cli), "models", "predict", "-m", f"models:/{NAME}@champion", "-i", "input.json",
+                           "-t", "json", "-o", "out.json", "--env-manager", "local"],
+                          cwd=tmp_path, env=_isolated_env(registered), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    raw = json.loads((tmp_path / "out.json").read_text())
+    got = pd.DataFrame(raw["predictions"] if isinstance(raw, dict) else raw)
+    np.testing.assert_allclose(got[["p_ctr", "p_ctcvr"]].to_numpy(),
+                               registered["expected"][["p_ctr", "p_ctcvr"]].to_numpy(), atol=1e-6)
