@@ -76,7 +76,7 @@ def run_job(main_body: Callable[[argparse.Namespace, Config], int], args: argpar
     one ERROR line that names the problem, with the traceback at DEBUG; anything else is
     logged with its traceback.
     """
-    name = getattr(main_body, "__module__", "job")
+    name = getattr(main_body, "__module__", "job").rsplit(".", 1)[-1]  # hinet_spark.jobs.X -> X
     if name == "__main__":  # run as a script: name the job, not __main__
         name = Path(getattr(sys.modules["__main__"], "__file__", "job")).stem
     setup_logging(args.log_level, getattr(args, "verbose", False), name)

@@ -206,6 +206,8 @@ class TrainSection:
     progress_seconds: int = 30  # a progress line (steps, samples/s, loss, time left) at most this often
     checkpoint_dir: str | None = None  # None: <storage.root>/checkpoints
     petastorm_cache_dir: str | None = None  # None: <storage.root>/petastorm_cache
+    shuffle_buffer_rows: int = 500_000  # rows a worker holds and shuffles together (its memory bound)
+    row_group_mb: int = 8  # Parquet row-group size of the materialised snapshot (a worker reads one at a time)
 
 
 @dataclass(frozen=True)
@@ -383,7 +385,7 @@ def _validate(cfg: Config) -> None:
         if getattr(sc, key) <= 0:
             raise ConfigError(f"scoring.{key}: must be > 0, got {getattr(sc, key)}")
     for key in ("num_proc", "threads_per_worker", "batch_size", "epochs", "early_stopping_patience",
-                "progress_seconds", "validations_per_epoch"):
+                "progress_seconds", "validations_per_epoch", "shuffle_buffer_rows", "row_group_mb"):
         if getattr(tr, key) <= 0:
             raise ConfigError(f"train.{key}: must be > 0, got {getattr(tr, key)}")
     if tr.val_every_steps is not None and tr.val_every_steps <= 0:

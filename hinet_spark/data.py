@@ -1,9 +1,10 @@
-"""Spark -> torch: a consistent Delta snapshot of the samples table, split by date, fed to
-each worker through Petastorm's Spark converter.
+"""Spark -> torch: a consistent Delta snapshot of the samples table, split by date, handed
+to the workers as Parquet files.
 
-Petastorm never reads the Delta folder itself (it would see files the log has removed, and
-the partition columns are not inside the files): the snapshot is read by Spark at a pinned
-version and ``make_spark_converter`` materialises it as Parquet in a cache directory.
+Nothing reads the Delta folder's files directly (a reader would see files the log has
+removed, and the partition columns are not inside the files): the snapshot is read by Spark
+at a pinned version and materialised as Parquet in a cache directory, by Petastorm's
+``make_spark_converter`` where Petastorm installs (:mod:`hinet_spark.reader`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pyspark.sql import functions as F
 from hinet_spark.config import Config
 from hinet_spark.feature_spec import FeatureSpec, require_same
 from hinet_spark.io import TableNotFoundError, table_exists, table_location, table_version
+from hinet_spark.reader import Materialised, materialise
 
 logger = logging.getLogger(__name__)
 
@@ -128,27 +130,25 @@ def batch_tensors(batch: dict, feature_columns: list[str]) -> tuple[torch.Tensor
 
 
 @contextlib.contextmanager
-def converters(spark: SparkSession, cfg: Config, snapshot: Snapshot, num_shards: int) -> Iterator[dict]:
-    """Petastorm converters for the splits; their caches are deleted on exit, also on failure.
+def materialised_splits(cfg: Config, snapshot: Snapshot, num_shards: int) -> Iterator[dict[str, Materialised]]:
+    """The training and test splits as Parquet files (:func:`hinet_spark.reader.materialise`);
+    deleted on exit, also on failure.
 
-    Each split is repartitioned so that it has at least ``num_shards`` Parquet files (one
-    shard per worker needs a row group of its own).
+    Each split gets at least ``4 x num_shards`` files (each worker streams its own row groups,
+    so a few per worker keep the shards close in size); row groups of
+    ``train.row_group_mb`` MB bound what a worker reads at once.
     """
-    from petastorm.spark import SparkDatasetConverter, make_spark_converter
-
     cache = Path(cfg.train.petastorm_cache_dir or Path(cfg.storage.root) / "petastorm_cache").resolve()
     cache.mkdir(parents=True, exist_ok=True)
-    spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, cache.as_uri())
-    made = {}
+    made: dict[str, Materialised] = {}
     try:
         for split, df in snapshot.splits.items():
             if split == "val":
                 continue  # validation rows travel to rank 0 in memory (training.validation_arrays)
-            parts = max(num_shards, 2) * 2
-            made[split] = make_spark_converter(df.repartition(parts), dtype=None)
-            logger.debug("petastorm %s: %d rows cached", split, len(made[split]))
+            made[split] = materialise(df, cache, split, max(num_shards, 2) * 4, cfg.train.row_group_mb << 20)
+            logger.debug("%s split: %d rows in %d files (%s)", split, made[split].rows, len(made[split].files),
+                         "Petastorm converter" if made[split].converter is not None else "Spark Parquet")
         yield made
     finally:
-        for conv in made.values():
-            with contextlib.suppress(Exception):
-                conv.delete()
+        for m in made.values():
+            m.delete()

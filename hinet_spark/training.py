@@ -1,18 +1,11 @@
-"""Distributed training: one training function, three launchers.
+"""Training: one training function, run by any launcher of :mod:`hinet_spark.distributed`.
 
 :func:`train_worker` is the training core. It is top level and picklable, and it runs the
-same under every launcher:
-
-* ``horovod``: ``horovod.spark.run`` starts ``num_proc`` workers as Spark tasks, rendezvous
-  over Gloo (NCCL for GPU tensors when Horovod is built with it); broadcast of the initial
-  state, ``hvd.DistributedOptimizer``, metrics averaged with ``hvd.allreduce``;
-* ``torch_distributor``: ``pyspark.ml.torch.distributor.TorchDistributor`` with a ``gloo``
-  (CPU) or ``nccl`` (GPU) process group and DDP, for runtimes that no longer ship Horovod;
-* ``local``: one process, for debugging.
-
-Each worker reads its own shard of the training split through Petastorm; rank 0 evaluates
-the validation split after every epoch, broadcasts the mean AUC (early stopping decides the
-same on every rank) and writes a checkpoint. :func:`fit` drives it from the Spark driver.
+same under Horovod, TorchDistributor or in one local process. Each worker streams its own
+shard of the materialised training split (:mod:`hinet_spark.reader`, memory bounded by
+``train.shuffle_buffer_rows``); rank 0 evaluates the validation split at the validation
+points, shares the mean AUC (early stopping decides the same on every rank) and writes a
+checkpoint after each epoch. :func:`fit` drives it from the Spark driver.
 """
 
 from __future__ import annotations
@@ -22,10 +15,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -33,123 +24,30 @@ from pyspark.sql import SparkSession
 
 from hinet_spark.checkpoints import CheckpointError, check_resumable, fingerprint
 from hinet_spark.config import Config, ModelSection, TrainSection
-from hinet_spark.data import Snapshot, batch_tensors, converters, read_snapshot, split_dates
+from hinet_spark.data import (
+    LABELS,
+    Snapshot,
+    batch_tensors,
+    materialised_splits,
+    read_snapshot,
+    split_dates,
+)
+from hinet_spark.distributed import before_spark, distribution, launch  # noqa: F401  (before_spark: the jobs')
 from hinet_spark.evaluation import Evaluation, evaluate
 from hinet_spark.feature_spec import FeatureSpec
 from hinet_spark.logs import configure, quiet_library_warnings
 from hinet_spark.models import ModelSpec, build_model
 from hinet_spark.models.loss import hinet_loss, scenario_weights
+from hinet_spark.reader import ShardStream, read_all, row_groups, shard
 from hinet_spark.samples import spec_path
 
 logger = logging.getLogger(__name__)
-# Workers unpickle their payload (this module first, then Petastorm's converter): filter
-# library warnings before Petastorm is imported there.
+# Workers unpickle their payload with this module: library warnings are filtered there too.
 quiet_library_warnings()
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a NaN loss, a failed worker)."""
-
-
-# --------------------------------------------------------------------------------------
-# Launcher-neutral distribution
-# --------------------------------------------------------------------------------------
-
-
-class _Local:
-    rank, size = 0, 1
-
-    def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        return model
-
-    def wrap_optimizer(self, opt: torch.optim.Optimizer, model: torch.nn.Module) -> torch.optim.Optimizer:
-        return opt
-
-    def broadcast_state(self, model: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
-        pass
-
-    def mean(self, value: float) -> float:
-        return value
-
-    def share(self, value: float | None) -> float | None:
-        """Rank 0's value (a float or None) on every rank."""
-        return value
-
-    def gather(self, value: int) -> list[int]:
-        """Every rank's ``value``, in rank order, on every rank."""
-        return [value]
-
-
-class _Horovod(_Local):
-    def __init__(self) -> None:
-        import horovod.torch as hvd
-
-        hvd.init()
-        self.hvd = hvd
-        self.rank, self.size = hvd.rank(), hvd.size()
-
-    def wrap_optimizer(self, opt, model):
-        return self.hvd.DistributedOptimizer(opt, named_parameters=model.named_parameters())
-
-    def broadcast_state(self, model, opt):
-        self.hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-        self.hvd.broadcast_optimizer_state(opt, root_rank=0)
-
-    def mean(self, value: float) -> float:
-        return float(self.hvd.allreduce(torch.tensor([value], dtype=torch.float64), op=self.hvd.Average)[0])
-
-    def share(self, value: float | None) -> float | None:
-        # an allreduce of (has value, value) where only rank 0 contributes: hvd.broadcast_object
-        # hung here when the ranks reached it at different times
-        mine = [1.0, value] if self.rank == 0 and value is not None else [0.0, 0.0]
-        has, v = self.hvd.allreduce(torch.tensor(mine, dtype=torch.float64), op=self.hvd.Sum).tolist()
-        return v if has > 0 else None
-
-    def gather(self, value: int) -> list[int]:
-        return [int(x) for x in self.hvd.allgather(torch.tensor([value], dtype=torch.int64)).tolist()]
-
-
-class _TorchDDP(_Local):
-    def __init__(self, use_gpu: bool) -> None:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if use_gpu else "gloo")
-        self.dist = dist
-        self.rank, self.size = dist.get_rank(), dist.get_world_size()
-
-    def wrap_model(self, model):
-        from torch.nn.parallel import DistributedDataParallel
-
-        # a batch may lack a scenario: its CGC slice then has no gradient this step
-        return DistributedDataParallel(model, find_unused_parameters=True)
-
-    def broadcast_state(self, model, opt):
-        for t in model.state_dict().values():
-            self.dist.broadcast(t, src=0)
-
-    def mean(self, value: float) -> float:
-        t = torch.tensor([value], dtype=torch.float64)
-        self.dist.all_reduce(t)
-        return float(t[0]) / self.size
-
-    def share(self, value: float | None) -> float | None:
-        box = [value]
-        self.dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def gather(self, value: int) -> list[int]:
-        out = [torch.zeros(1, dtype=torch.int64) for _ in range(self.size)]
-        self.dist.all_gather(out, torch.tensor([value], dtype=torch.int64))
-        return [int(t[0]) for t in out]
-
-
-def _distribution(launcher: str, use_gpu: bool) -> _Local:
-    if launcher == "horovod":
-        return _Horovod()
-    if launcher == "torch_distributor":
-        return _TorchDDP(use_gpu)
-    return _Local()
 
 
 # --------------------------------------------------------------------------------------
@@ -168,7 +66,7 @@ class Payload:
     feature_columns: tuple[str, ...]
     loss_weights: tuple[float, ...]
     train_rows: int
-    train_converter: Any
+    train_files: tuple[str, ...]  # the materialised training split (Parquet), read by every rank
     val_data: dict[str, np.ndarray]  # the validation rows (columns as numpy), for rank 0
     checkpoint_dir: str
     resume: bool
@@ -197,54 +95,18 @@ def predict_arrays(model: torch.nn.Module, data: dict[str, np.ndarray], feature_
 
 
 @torch.no_grad()
-def predict_converter(model: torch.nn.Module, converter: Any, feature_columns: list[str],
-                      device: torch.device, batch_size: int = 8192) -> tuple[np.ndarray, ...]:
-    """(scenario [N], labels [N, T], probs [N, T]) over a whole converter, one pass."""
+def predict_files(model: torch.nn.Module, files: tuple[str, ...], feature_columns: list[str],
+                  device: torch.device, batch_size: int = 8192) -> tuple[np.ndarray, ...]:
+    """(scenario [N], labels [N, T], probs [N, T]) over materialised Parquet files, one pass."""
     model.eval()
     scen, labels, probs = [], [], []
-    with converter.make_torch_dataloader(batch_size=batch_size, num_epochs=1, workers_count=2) as loader:
-        for batch in loader:
-            ids, s, y = batch_tensors(batch, feature_columns)
-            p = torch.sigmoid(model(ids.to(device), s.to(device))).cpu()
-            scen.append(s.numpy())
-            labels.append(y.numpy())
-            probs.append(p.numpy())
+    for batch in read_all(files, ["scenario_idx", *LABELS, *feature_columns], batch_size):
+        ids, s, y = batch_tensors(batch, feature_columns)
+        probs.append(torch.sigmoid(model(ids.to(device), s.to(device))).cpu().numpy())
+        scen.append(s.numpy())
+        labels.append(y.numpy())
     model.train()
     return np.concatenate(scen), np.concatenate(labels), np.concatenate(probs)
-
-
-def _load_shard(converter: Any, rank: int, size: int) -> dict[str, torch.Tensor]:
-    """This worker's shard of the training split, read once through Petastorm into memory.
-
-    Later epochs reshuffle it in memory. Petastorm's ``num_epochs=None`` reader stalled at the
-    end of its first pass in 2-worker Horovod runs here, and opening a second reader in the
-    same worker crashed it, so each worker opens exactly one single-pass reader.
-    """
-    parts: dict[str, list[torch.Tensor]] = {}
-    with converter.make_torch_dataloader(batch_size=65536, num_epochs=1, cur_shard=rank, shard_count=size,
-                                         workers_count=2) as loader:
-        for batch in loader:
-            for k, v in batch.items():
-                parts.setdefault(k, []).append(v)
-    if not parts:
-        raise TrainingError(f"rank {rank}: its training shard is empty")
-    shard = {k: torch.cat(v) for k, v in parts.items()}
-    # Petastorm's reader threads deliver row groups in any order; sorting the rows by all
-    # their columns makes the shard, and so a seeded run, independent of that order.
-    order = np.lexsort([shard[k].numpy().reshape(len(shard[k]), -1)[:, 0] for k in sorted(shard)])
-    index = torch.as_tensor(order)
-    return {k: v[index] for k, v in shard.items()}
-
-
-def _epoch_batches(shard: dict[str, torch.Tensor], batch_size: int, steps: int,
-                   generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
-    """``steps`` batches of a fresh permutation (wrapping around when the shard is short)."""
-    n = len(next(iter(shard.values())))
-    need = steps * batch_size
-    order = torch.cat([torch.randperm(n, generator=generator) for _ in range(-(-need // n))])
-    for i in range(steps):
-        idx = order[i * batch_size:(i + 1) * batch_size]
-        yield {k: v[idx] for k, v in shard.items()}
 
 
 def validation_steps(steps: int, t: TrainSection) -> set[int]:
@@ -324,7 +186,7 @@ def train_worker(p: Payload) -> dict | None:
     """Train on this worker's shard; rank 0 returns the best state and the history."""
     configure("INFO")  # a fresh worker process: the driver's logging policy
     t = p.train
-    dist = _distribution(t.launcher, t.use_gpu)
+    dist = distribution(t.launcher, t.use_gpu)
     rank, size = dist.rank, dist.size
     torch.set_num_threads(t.threads_per_worker)
     torch.manual_seed(t.seed)
@@ -355,20 +217,21 @@ def train_worker(p: Payload) -> dict | None:
     if t.max_steps_per_epoch:
         steps = min(steps, t.max_steps_per_epoch)
     cols = list(p.feature_columns)
-    shard = _load_shard(p.train_converter, rank, size)
-    shard_rows = dist.gather(len(shard["scenario_idx"]))
+    stream = ShardStream(shard(row_groups(p.train_files), rank, size), ["scenario_idx", *LABELS, *cols],
+                         t.batch_size, t.shuffle_buffer_rows, t.seed, rank)
+    shard_rows = dist.gather(stream.rows)
     if rank == 0:
-        logger.info("training rows per rank: %s (of %d)", shard_rows, p.train_rows)
-    shuffler = torch.Generator().manual_seed(t.seed * 1000 + rank)
-    logger.debug("rank %d: shard %d of %d in memory (%d rows), %d steps per epoch", rank, rank, size,
-                len(shard["scenario_idx"]), steps)
+        logger.info("training rows per rank: %s (of %d); %d steps per epoch, shuffle buffer %d rows", shard_rows,
+                    p.train_rows, steps, t.shuffle_buffer_rows)
+    batches = iter(stream)
     checks = validation_steps(steps, t)
     progress = _Progress(t, steps, checks, t.batch_size * size) if rank == 0 else None
     stop = False
     for epoch in range(start_epoch, t.epochs):
         began = seg_began = time.perf_counter()
         seg_loss, seg_steps = 0.0, 0
-        for step, batch in enumerate(_epoch_batches(shard, t.batch_size, steps, shuffler)):
+        for step in range(steps):
+            batch = next(batches)
             ids, s, y = (x.to(device) for x in batch_tensors(batch, cols))
             opt.zero_grad()
             loss = hinet_loss(net(ids, s), y, s, weights)
@@ -440,48 +303,6 @@ def train_worker(p: Payload) -> dict | None:
 # --------------------------------------------------------------------------------------
 
 
-HOROVOD_VERBOSE = 0
-
-
-def before_spark(cfg: Config) -> None:
-    """Call before the driver's SparkSession exists.
-
-    ``horovod.spark.run`` checks how Horovod was built in a *forked* child process
-    (``horovod.common.util._check_extension_lambda``). A fork taken while py4j connections
-    are open copies their sockets; the child's garbage collector then closes connections
-    that only the parent's threads still used, and the parent's next py4j call on one of them
-    fails (``Exception while sending command ... ConnectionResetError``, then a retry).
-    Running the (cached) check before Spark starts makes that fork harmless.
-    """
-    if cfg.train.launcher == "horovod":
-        from horovod.common.util import gloo_built
-
-        gloo_built(verbose=HOROVOD_VERBOSE)
-
-
-def launch(payload: Payload, cfg: Config) -> dict:
-    t = cfg.train
-    if t.launcher == "horovod":
-        import horovod.spark
-
-        results = horovod.spark.run(train_worker, args=(payload,), num_proc=t.num_proc, use_gloo=True,
-                                    start_timeout=600, verbose=HOROVOD_VERBOSE)
-        result = results[0]
-    elif t.launcher == "torch_distributor":
-        from pyspark.ml.torch.distributor import TorchDistributor
-
-        logger.info("TorchDistributor: %d processes %s, %s", t.num_proc,
-                    "on the driver (train.local_mode)" if t.local_mode else "on the executors",
-                    "GPU + NCCL" if t.use_gpu else "CPU + Gloo")
-        result = TorchDistributor(num_processes=t.num_proc, local_mode=t.local_mode, use_gpu=t.use_gpu).run(
-            train_worker, payload)
-    else:
-        result = train_worker(payload)
-    if not result or result.get("best_state") is None:
-        raise TrainingError("training returned no model (no epoch completed)")
-    return result
-
-
 @dataclass
 class TrainResult:
     model: torch.nn.Module
@@ -549,17 +370,19 @@ def fit(spark: SparkSession, cfg: Config, resume: bool = False, warm_start: str 
     num_shards = cfg.train.num_proc if cfg.train.launcher != "local" else 1
     began = time.perf_counter()
     val_data = validation_arrays(snap, cfg.train.max_val_rows, cfg.train.seed)
-    with converters(spark, cfg, snap, num_shards) as conv:
+    with materialised_splits(cfg, snap, num_shards) as files:
         payload = Payload(cfg.model, cfg.train, spec.vocab_sizes, names, tuple(spec.columns), weights,
-                          sum(train_counts), conv["train"], val_data, str(Path(ckpt).resolve()), resume,
+                          sum(train_counts), files["train"].files, val_data, str(Path(ckpt).resolve()), resume,
                           run_fingerprint, init_state)
-        result = launch(payload, cfg)
+        result = launch(train_worker, payload, cfg)
+        if not result or result.get("best_state") is None:
+            raise TrainingError("training returned no model (no epoch completed)")
         seconds = time.perf_counter() - began
         model = build_model(model_spec)
         model.load_state_dict(result["best_state"])
         device = torch.device("cpu")
         val = evaluate(*predict_arrays(model, val_data, spec.columns, device), names)
-        test = evaluate(*predict_converter(model, conv["test"], spec.columns, device), names)
+        test = evaluate(*predict_files(model, files["test"].files, spec.columns, device), names)
     for note in test.notes:
         logger.warning("test: %s", note)
     logger.debug("test mean AUC %.4f (validation %.4f)", test.mean_auc or float("nan"), val.mean_auc or float("nan"))

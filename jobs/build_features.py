@@ -8,68 +8,15 @@ partitioned by scenario and dt), quarantine (partitioned by source and dt), the 
 JSON (fitted on the first run or with --refit, reused otherwise). Rerunning a date range
 replaces exactly those dates. Exit code 1 on any error (nothing is written when the input
 fails its schema check).
+
+The job itself is ``hinet_spark/jobs/build_features.py``, inside the wheel, where it is also the console
+script ``hinet-build-features`` (what the Databricks bundle's python_wheel_task runs); this file is
+the spark-submit entry point.
 """
 
-from __future__ import annotations
-
-import argparse
-import json
-import logging
 import sys
-from collections.abc import Sequence
 
-from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
-from hinet_spark.config import Config
-from hinet_spark.progress import stage_progress
-from hinet_spark.samples import build_samples, summary_table
-from hinet_spark.spark import get_spark
-from hinet_spark.synthetic import date_range
-
-logger = logging.getLogger("build_features")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--date", help="build one date (YYYY-MM-DD)")
-    parser.add_argument("--start-date", help="first date of the range (YYYY-MM-DD)")
-    parser.add_argument("--end-date", help="last date of the range (YYYY-MM-DD)")
-    parser.add_argument("--refit", action="store_true",
-                        help="fit a new feature spec instead of reusing the stored one")
-    add_offset_arg(parser)
-    return parser
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
-
-
-def resolve_range(args: argparse.Namespace, cfg: Config) -> tuple[str, str]:
-    """--date, or --start-date/--end-date; with neither, the synthetic data's logged days."""
-    if args.date and (args.start_date or args.end_date):
-        raise ValueError("give either --date or --start-date/--end-date, not both")
-    if args.date:
-        return args.date, args.date
-    if args.start_date or args.end_date:
-        if not (args.start_date and args.end_date):
-            raise ValueError("--start-date and --end-date go together")
-        return args.start_date, args.end_date
-    first, last, _ = date_range(cfg)
-    return first, last
-
-
-def run(args: argparse.Namespace, cfg: Config) -> int:
-    start, end = (shift(d, args.offset_days) for d in resolve_range(args, cfg))
-    spark = get_spark(cfg)
-    with stage_progress(spark, cfg.spark.progress_seconds, "build_features"):
-        report = build_samples(spark, cfg, start, end, refit=args.refit)
-    logger.debug("report: %s", json.dumps(report.__dict__, sort_keys=True))
-    logger.info("build_features %s..%s done\n%s", start, end, summary_table(report))
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_job(run, parse_args(argv))
-
+from hinet_spark.jobs.build_features import build_parser, main, parse_args  # noqa: F401
 
 if __name__ == "__main__":
     sys.exit(main())

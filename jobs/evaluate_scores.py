@@ -11,109 +11,15 @@ MLflow run in ``<mlflow.experiment>-score-quality``. Warns when a calibration ra
 [evaluation.calibration_low, calibration_high] or an AUC falls more than
 evaluation.max_auc_drop below the trailing evaluation.trailing_days. Exit code 1 on any
 error (no scores or no labels for the date are named).
+
+The job itself is ``hinet_spark/jobs/evaluate_scores.py``, inside the wheel, where it is also the console
+script ``hinet-evaluate-scores`` (what the Databricks bundle's python_wheel_task runs); this file is
+the spark-submit entry point.
 """
 
-from __future__ import annotations
-
-import argparse
-import logging
 import sys
-import tempfile
-from collections.abc import Sequence
-from pathlib import Path
 
-import mlflow
-
-from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
-from hinet_spark.config import Config
-from hinet_spark.progress import stage_progress
-from hinet_spark.score_quality import QualityReport, evaluate_day, write_quality
-from hinet_spark.spark import get_spark
-from hinet_spark.summary import table
-from hinet_spark.tracking import setup, use_experiment
-
-logger = logging.getLogger("evaluate_scores")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--date", required=True, help="the day whose scores to evaluate (YYYY-MM-DD)")
-    add_offset_arg(parser)
-    return parser
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
-
-
-def run(args: argparse.Namespace, cfg: Config) -> int:
-    date = shift(args.date, args.offset_days)
-    spark = get_spark(cfg)
-    with stage_progress(spark, cfg.spark.progress_seconds, "evaluate_scores"):
-        report = evaluate_day(spark, cfg, date)
-        write_quality(spark, cfg, report)
-    run_id = log_run(cfg, report)
-    rows = [(f"{r['scenario']} {r['task']}", r["rows"], r["positives"], "n/a" if r["auc"] is None else r["auc"],
-             r["logloss"], r["mean_predicted"], r["observed_rate"],
-             "n/a" if r["calibration_ratio"] is None else f"{r['calibration_ratio']:.2f}") for r in report.rows]
-    unlabeled = {s: n for s, n in report.unlabeled.items() if n}
-    logger.info("evaluate_scores %s done: score_quality written, MLflow run %s\n%s\nscores without a label row: %s; "
-                "warnings: %d", date, run_id,
-                table(("scenario task", "rows", "positives", "AUC", "logloss", "mean pred", "observed", "ratio"),
-                      rows), unlabeled or "none", len(report.warnings))
-    return 0
-
-
-def log_run(cfg: Config, report: QualityReport) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    setup(cfg)
-    use_experiment(cfg, f"{cfg.mlflow.experiment}-score-quality")
-    with mlflow.start_run(run_name=f"score-quality-{report.date}") as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.log_param("date", report.date)
-        metrics = {}
-        for r in report.rows:
-            key = f"{r['task']}.scenario_{r['scenario']}"
-            metrics.update({f"rows.{key}": r["rows"], f"positives.{key}": r["positives"],
-                            f"logloss.{key}": r["logloss"]})
-            if r["auc"] is not None:
-                metrics[f"auc.{key}"] = r["auc"]
-            if r["calibration_ratio"] is not None:
-                metrics[f"calibration_ratio.{key}"] = r["calibration_ratio"]
-        metrics.update({f"unlabeled.scenario_{s}": n for s, n in report.unlabeled.items()})
-        mlflow.log_metrics(metrics)
-        if report.warnings:
-            mlflow.set_tag("warnings", " | ".join(report.warnings)[:5000])
-        scen = sorted({r["scenario"] for r in report.rows})
-        fig, axes = plt.subplots(2, len(scen), figsize=(2.7 * len(scen), 5.6), squeeze=False)
-        for r in report.rows:
-            j, k = (0 if r["task"] == "ctr" else 1), scen.index(r["scenario"])
-            ax = axes[j][k]
-            if r["reliability"]:
-                pred, obs, _ = zip(*r["reliability"])
-                top = max(*pred, *obs) * 1.05 or 1.0
-                ax.plot(pred, obs, "o-", color=f"C{j}", markersize=3)
-                ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1)
-                ax.set_xlim(0, top)
-                ax.set_ylim(0, top)
-            ax.set_title(f"{r['task']} {r['scenario']}: {r['rows']:,} rows, {r['positives']:,} pos", fontsize=8)
-            ax.tick_params(labelsize=6)
-        fig.suptitle(f"scores of {report.date} against their labels: mean predicted (x) vs observed (y), "
-                     "equal-count bins", fontsize=10)
-        fig.tight_layout()
-        path = Path(tmp) / "reliability.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        mlflow.log_artifact(str(path), artifact_path="plots")
-        return run.info.run_id
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_job(run, parse_args(argv))
-
+from hinet_spark.jobs.evaluate_scores import build_parser, main, parse_args  # noqa: F401
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,164 @@
+"""The distribution layer: who runs the training function, and how ranks talk.
+
+* ``horovod``: ``horovod.spark.run`` starts ``num_proc`` workers as Spark tasks, rendezvous
+  over Gloo (NCCL for GPU tensors when Horovod is built with it); broadcast of the initial
+  state, ``hvd.DistributedOptimizer``, values averaged with ``hvd.allreduce``;
+* ``torch_distributor``: ``pyspark.ml.torch.distributor.TorchDistributor`` with a ``gloo``
+  (CPU) or ``nccl`` (GPU) process group and DDP, for runtimes that no longer ship Horovod;
+  ``train.local_mode`` puts the processes on the driver (the embedded default) or one per
+  Spark task on the executors (a cluster's workers and their GPUs);
+* ``local``: one process, for debugging.
+
+The training function (:func:`hinet_spark.training.train_worker`) only sees a
+:class:`Local`-shaped object: ``rank``, ``size``, ``wrap_model``, ``wrap_optimizer``,
+``broadcast_state``, ``mean``, ``share``, ``gather``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from hinet_spark.config import Config
+
+logger = logging.getLogger(__name__)
+
+
+class Local:
+    rank, size = 0, 1
+
+    def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model
+
+    def wrap_optimizer(self, opt: torch.optim.Optimizer, model: torch.nn.Module) -> torch.optim.Optimizer:
+        return opt
+
+    def broadcast_state(self, model: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
+        pass
+
+    def mean(self, value: float) -> float:
+        return value
+
+    def share(self, value: float | None) -> float | None:
+        """Rank 0's value (a float or None) on every rank."""
+        return value
+
+    def gather(self, value: int) -> list[int]:
+        """Every rank's ``value``, in rank order, on every rank."""
+        return [value]
+
+
+class Horovod(Local):
+    def __init__(self) -> None:
+        import horovod.torch as hvd
+
+        hvd.init()
+        self.hvd = hvd
+        self.rank, self.size = hvd.rank(), hvd.size()
+
+    def wrap_optimizer(self, opt, model):
+        return self.hvd.DistributedOptimizer(opt, named_parameters=model.named_parameters())
+
+    def broadcast_state(self, model, opt):
+        self.hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+        self.hvd.broadcast_optimizer_state(opt, root_rank=0)
+
+    def mean(self, value: float) -> float:
+        return float(self.hvd.allreduce(torch.tensor([value], dtype=torch.float64), op=self.hvd.Average)[0])
+
+    def share(self, value: float | None) -> float | None:
+        # an allreduce of (has value, value) where only rank 0 contributes: hvd.broadcast_object
+        # hung here when the ranks reached it at different times
+        mine = [1.0, value] if self.rank == 0 and value is not None else [0.0, 0.0]
+        has, v = self.hvd.allreduce(torch.tensor(mine, dtype=torch.float64), op=self.hvd.Sum).tolist()
+        return v if has > 0 else None
+
+    def gather(self, value: int) -> list[int]:
+        return [int(x) for x in self.hvd.allgather(torch.tensor([value], dtype=torch.int64)).tolist()]
+
+
+class TorchDDP(Local):
+    def __init__(self, use_gpu: bool) -> None:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if use_gpu else "gloo")
+        self.dist = dist
+        self.rank, self.size = dist.get_rank(), dist.get_world_size()
+
+    def wrap_model(self, model):
+        from torch.nn.parallel import DistributedDataParallel
+
+        # a batch may lack a scenario: its CGC slice then has no gradient this step
+        return DistributedDataParallel(model, find_unused_parameters=True)
+
+    def broadcast_state(self, model, opt):
+        for t in model.state_dict().values():
+            self.dist.broadcast(t, src=0)
+
+    def mean(self, value: float) -> float:
+        t = torch.tensor([value], dtype=torch.float64)
+        self.dist.all_reduce(t)
+        return float(t[0]) / self.size
+
+    def share(self, value: float | None) -> float | None:
+        box = [value]
+        self.dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, value: int) -> list[int]:
+        out = [torch.zeros(1, dtype=torch.int64) for _ in range(self.size)]
+        self.dist.all_gather(out, torch.tensor([value], dtype=torch.int64))
+        return [int(t[0]) for t in out]
+
+
+def distribution(launcher: str, use_gpu: bool) -> Local:
+    if launcher == "horovod":
+        return Horovod()
+    if launcher == "torch_distributor":
+        return TorchDDP(use_gpu)
+    return Local()
+
+
+HOROVOD_VERBOSE = 0
+
+
+def before_spark(cfg: Config) -> None:
+    """Call before the driver's SparkSession exists.
+
+    ``horovod.spark.run`` checks how Horovod was built in a *forked* child process
+    (``horovod.common.util._check_extension_lambda``). A fork taken while py4j connections
+    are open copies their sockets; the child's garbage collector then closes connections
+    that only the parent's threads still used, and the parent's next py4j call on one of them
+    fails (``Exception while sending command ... ConnectionResetError``, then a retry).
+    Running the (cached) check before Spark starts makes that fork harmless.
+    """
+    if cfg.train.launcher == "horovod":
+        from horovod.common.util import gloo_built
+
+        gloo_built(verbose=HOROVOD_VERBOSE)
+
+
+def launch(worker: Callable[[Any], dict | None], payload: Any, cfg: Config) -> dict | None:
+    """Run ``worker(payload)`` on ``train.num_proc`` processes (rank 0's result returned)."""
+    t = cfg.train
+    if t.launcher == "horovod":
+        import horovod.spark
+
+        results = horovod.spark.run(worker, args=(payload,), num_proc=t.num_proc, use_gloo=True,
+                                    start_timeout=600, verbose=HOROVOD_VERBOSE)
+        result = results[0]
+    elif t.launcher == "torch_distributor":
+        from pyspark.ml.torch.distributor import TorchDistributor
+
+        logger.info("TorchDistributor: %d processes %s, %s", t.num_proc,
+                    "on the driver (train.local_mode)" if t.local_mode else "on the executors",
+                    "GPU + NCCL" if t.use_gpu else "CPU + Gloo")
+        result = TorchDistributor(num_processes=t.num_proc, local_mode=t.local_mode, use_gpu=t.use_gpu).run(
+            worker, payload)
+    else:
+        result = worker(payload)
+    return result
