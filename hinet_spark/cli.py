@@ -61,11 +61,12 @@ def _operator_errors() -> tuple[type[BaseException], ...]:
     from hinet_spark.samples import EmptyInputError
     from hinet_spark.schemas import SchemaError
     from hinet_spark.spark import DeltaNotConfiguredError
+    from hinet_spark.training import TrainingError
     from hinet_spark.warm_start import WarmStartError
 
     return (ConfigError, StorageError, TableNotFoundError, TableReadError, ConcurrentRunError, SchemaError,
             FeatureSpecError, EmptyInputError, CheckpointError, PromotionError, WarmStartError,
-            DeltaNotConfiguredError)
+            DeltaNotConfiguredError, TrainingError)
 
 
 def run_job(main_body: Callable[[argparse.Namespace, Config], int], args: argparse.Namespace) -> int:

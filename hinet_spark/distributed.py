@@ -42,6 +42,10 @@ class Local:
     def mean(self, value: float) -> float:
         return value
 
+    def means(self, values: list[float]) -> list[float]:
+        """The mean over ranks of each value, in one exchange."""
+        return list(values)
+
     def share(self, value: float | None) -> float | None:
         """Rank 0's value (a float or None) on every rank."""
         return value
@@ -67,7 +71,10 @@ class Horovod(Local):
         self.hvd.broadcast_optimizer_state(opt, root_rank=0)
 
     def mean(self, value: float) -> float:
-        return float(self.hvd.allreduce(torch.tensor([value], dtype=torch.float64), op=self.hvd.Average)[0])
+        return self.means([value])[0]
+
+    def means(self, values: list[float]) -> list[float]:
+        return self.hvd.allreduce(torch.tensor(values, dtype=torch.float64), op=self.hvd.Average).tolist()
 
     def share(self, value: float | None) -> float | None:
         # an allreduce of (has value, value) where only rank 0 contributes: hvd.broadcast_object
@@ -100,9 +107,12 @@ class TorchDDP(Local):
             self.dist.broadcast(t, src=0)
 
     def mean(self, value: float) -> float:
-        t = torch.tensor([value], dtype=torch.float64)
+        return self.means([value])[0]
+
+    def means(self, values: list[float]) -> list[float]:
+        t = torch.tensor(values, dtype=torch.float64)
         self.dist.all_reduce(t)
-        return float(t[0]) / self.size
+        return (t / self.size).tolist()
 
     def share(self, value: float | None) -> float | None:
         box = [value]

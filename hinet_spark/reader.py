@@ -198,4 +198,4 @@ def read_all(files: Sequence[str], columns: Sequence[str], batch_rows: int = 655
 
     for path in sorted(files):
         for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=list(columns)):
-            yield {c: batch.column(c).to_numpy() for c in columns}
+            yield {c: batch.column(c).to_numpy(zero_copy_only=False, writable=True) for c in columns}

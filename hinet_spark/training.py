@@ -10,6 +10,7 @@ checkpoint after each epoch. :func:`fit` drives it from the Spark driver.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -182,9 +183,27 @@ def _save_latest(state: dict, latest: Path) -> None:
     os.replace(tmp, latest)  # atomic: a kill never leaves half a checkpoint
 
 
+LOSS_SYNC_STEPS = 50  # steps between the ranks' loss exchanges (and non-finite checks)
+
+
 def train_worker(p: Payload) -> dict | None:
-    """Train on this worker's shard; rank 0 returns the best state and the history."""
+    """Train on this worker's shard; rank 0 returns the best state and the history.
+
+    A failure is also written to ``<checkpoint_dir>/failed-rank-<r>.txt``: the launchers
+    report only that a worker exited, and the driver raises with the worker's reason."""
     configure("INFO")  # a fresh worker process: the driver's logging policy
+    try:
+        return _train(p)
+    except Exception as exc:
+        rank = int(os.environ.get("HOROVOD_RANK", os.environ.get("RANK", "0")))
+        logger.error("rank %d: %s", rank, exc)
+        with contextlib.suppress(OSError):
+            Path(p.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+            (Path(p.checkpoint_dir) / f"failed-rank-{rank}.txt").write_text(f"{type(exc).__name__}: {exc}\n")
+        raise
+
+
+def _train(p: Payload) -> dict | None:
     t = p.train
     dist = distribution(t.launcher, t.use_gpu)
     rank, size = dist.rank, dist.size
@@ -230,19 +249,37 @@ def train_worker(p: Payload) -> dict | None:
     for epoch in range(start_epoch, t.epochs):
         began = seg_began = time.perf_counter()
         seg_loss, seg_steps = 0.0, 0
+        local_loss, local_bad, unsynced = (torch.zeros((), dtype=torch.float64, device=device),
+                                           torch.zeros((), device=device), 0)
         for step in range(steps):
             batch = next(batches)
             ids, s, y = (x.to(device) for x in batch_tensors(batch, cols))
             opt.zero_grad()
             loss = hinet_loss(net(ids, s), y, s, weights)
-            mean_loss = dist.mean(float(loss.detach()))
-            if not math.isfinite(mean_loss):
-                raise TrainingError(f"loss is {mean_loss} at epoch {epoch}, step {step}: stopping")
             loss.backward()
             opt.step()
-            seg_loss, seg_steps = seg_loss + mean_loss, seg_steps + 1
+            # The loss is summed where it is (no per-step host sync, no per-step allreduce) and
+            # shared every LOSS_SYNC_STEPS steps and at validation points: there every rank
+            # learns of a non-finite loss on any rank and all stop together (no rank is left
+            # waiting in a collective).
+            lost = loss.detach()
+            finite = torch.isfinite(lost)
+            local_loss += torch.where(finite, lost, torch.zeros_like(lost))
+            local_bad += (~finite).float()
+            unsynced += 1
+            if unsynced == LOSS_SYNC_STEPS or step in checks or step == steps - 1:
+                total, nonfinite = dist.means([float(local_loss), float(local_bad)])
+                if nonfinite > 0 or not math.isfinite(total):
+                    raise TrainingError(
+                        f"the loss was not finite in {round(nonfinite * size)} of the last {unsynced * size} steps "
+                        f"of all ranks (epoch {epoch}, up to step {step + 1}): stopping (a learning rate too high? "
+                        f"train.learning_rate is {t.learning_rate})")
+                seg_loss, seg_steps = seg_loss + total, seg_steps + unsynced
+                local_loss.zero_()
+                local_bad.zero_()
+                unsynced = 0
             if progress is not None:
-                progress.step(epoch, step, began, seg_loss / seg_steps, bad)
+                progress.step(epoch, step, began, seg_loss / seg_steps if seg_steps else math.nan, bad)
             if step not in checks:
                 continue
             # Validation: rank 0 evaluates while the other ranks wait in dist.share, which every
@@ -374,7 +411,17 @@ def fit(spark: SparkSession, cfg: Config, resume: bool = False, warm_start: str 
         payload = Payload(cfg.model, cfg.train, spec.vocab_sizes, names, tuple(spec.columns), weights,
                           sum(train_counts), files["train"].files, val_data, str(Path(ckpt).resolve()), resume,
                           run_fingerprint, init_state)
-        result = launch(train_worker, payload, cfg)
+        for stale in Path(ckpt).glob("failed-rank-*.txt"):
+            stale.unlink()
+        try:
+            result = launch(train_worker, payload, cfg)
+        except Exception as exc:
+            reasons = sorted(Path(ckpt).glob("failed-rank-*.txt"))
+            if not reasons:
+                raise
+            first = reasons[0].read_text().strip()
+            raise TrainingError(f"training failed on {', '.join(r.stem.removeprefix('failed-') for r in reasons)}: "
+                                f"{first}") from exc
         if not result or result.get("best_state") is None:
             raise TrainingError("training returned no model (no epoch completed)")
         seconds = time.perf_counter() - began

@@ -19,7 +19,7 @@ from hinet_spark.feature_spec import FeatureSpec, FeatureSpecError
 from hinet_spark.io import read_table, write_table
 from hinet_spark.samples import build_samples
 from hinet_spark.tracking import log_training, tracking_uri
-from hinet_spark.training import fit, validation_steps
+from hinet_spark.training import TrainingError, fit, validation_steps
 from jobs import generate_synthetic
 
 pytestmark = pytest.mark.slow
@@ -147,3 +147,14 @@ def test_bad_inputs_are_named(spark, root, tmp_path):
     dataclasses.replace(spec, min_count=spec.min_count + 1).save(changed)
     with pytest.raises(FeatureSpecError, match=f"built with feature spec {spec.short_hash}"):
         fit(spark, config(root, f"features.spec_path={changed}"))
+
+
+def test_non_finite_loss_stops_every_rank_together(spark, root, tmp_path):
+    # a learning rate of 1e30: the weights overflow within a few steps and the loss turns NaN.
+    # The ranks exchange the loss every LOSS_SYNC_STEPS steps; all stop at that exchange (no
+    # rank is left waiting in an allreduce), with the reason.
+    cfg = config(root, "train.launcher=horovod", "train.num_proc=2", "train.epochs=1",
+                 "train.learning_rate=1.0e+30", f"train.checkpoint_dir={tmp_path}/ckpt")
+    with pytest.raises(TrainingError, match="training failed on rank-0, rank-1: TrainingError: the loss was not "
+                       "finite in .* train.learning_rate is 1e"):
+        fit(spark, cfg)  # returns instead of hanging: both ranks stopped, and the driver names why
