@@ -3,7 +3,10 @@
 PY := .venv/bin/python
 CONF ?= conf/local.yaml
 
-.PHONY: setup test test-fast demo lint wheel clean-data
+RUNTIME ?= dbr17.3
+RUNTIME_PY := $(HOME)/.cache/hinet-spark/venvs/$(RUNTIME)/bin/python
+
+.PHONY: setup test test-fast test-runtime demo lint wheel clean-data
 
 setup:
 	bash scripts/setup.sh
@@ -13,6 +16,13 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
+
+# The feature pipeline, training with the runtime's launcher, and scoring, in an environment
+# pinned like a Databricks LTS ML runtime (envs/$(RUNTIME).txt): RUNTIME=dbr15.4 or dbr17.3.
+test-runtime:
+	bash scripts/setup.sh --runtime $(RUNTIME)
+	PYTHONPATH=$(CURDIR) HINET_JARS_DIR=$(HOME)/.cache/hinet-spark/jars $(RUNTIME_PY) -m pytest -p no:cacheprovider \
+	  tests/test_reader.py tests/test_features.py tests/test_training.py tests/test_scoring.py
 
 demo: setup
 	$(PY) jobs/generate_synthetic.py --conf $(CONF)

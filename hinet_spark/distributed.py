@@ -33,8 +33,8 @@ class Local:
     def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
         return model
 
-    def wrap_optimizer(self, opt: torch.optim.Optimizer, model: torch.nn.Module) -> torch.optim.Optimizer:
-        return opt
+    def wrap_optimizer(self, opt: Any, model: torch.nn.Module) -> None:
+        """Make ``opt`` (a :class:`hinet_spark.optim.SplitOptimizer`) exchange gradients."""
 
     def broadcast_state(self, model: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
         pass
@@ -64,7 +64,12 @@ class Horovod(Local):
         self.rank, self.size = hvd.rank(), hvd.size()
 
     def wrap_optimizer(self, opt, model):
-        return self.hvd.DistributedOptimizer(opt, named_parameters=model.named_parameters())
+        # one Horovod optimizer per part; the sparse tables' gradients travel as sparse tensors
+        # (allgather of rows and values: sparse_as_dense=False), the rest is allreduced
+        opt.dense = self.hvd.DistributedOptimizer(opt.dense, named_parameters=opt.dense_params)
+        if opt.sparse is not None:
+            opt.sparse = self.hvd.DistributedOptimizer(opt.sparse, named_parameters=opt.sparse_params,
+                                                       sparse_as_dense=False)
 
     def broadcast_state(self, model, opt):
         self.hvd.broadcast_parameters(model.state_dict(), root_rank=0)

@@ -22,8 +22,21 @@ from hinet_spark.config import Config
 
 logger = logging.getLogger(__name__)
 
-DELTA_VERSION = "4.0.1"
-SCALA_BINARY = "2.13"
+
+
+def _installed(package: str, default: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return default
+
+
+# The jars that match the installed delta-spark and pyspark (Spark 3.x: Scala 2.12; 4.x: 2.13):
+# 4.0.1 / 2.13 locally, 3.2.0 / 2.12 in the Databricks 15.4 LTS environment (envs/).
+DELTA_VERSION = _installed("delta-spark", "4.0.1")
+SCALA_BINARY = "2.12" if _installed("pyspark", "4").startswith("3.") else "2.13"
 DELTA_JARS = (f"delta-spark_{SCALA_BINARY}-{DELTA_VERSION}.jar", f"delta-storage-{DELTA_VERSION}.jar")
 
 

@@ -39,6 +39,7 @@ from hinet_spark.feature_spec import FeatureSpec
 from hinet_spark.logs import configure, quiet_library_warnings
 from hinet_spark.models import ModelSpec, build_model
 from hinet_spark.models.loss import hinet_loss, scenario_weights
+from hinet_spark.optim import SplitOptimizer, use_sparse
 from hinet_spark.reader import ShardStream, read_all, row_groups, shard
 from hinet_spark.samples import spec_path
 
@@ -214,7 +215,7 @@ def _train(p: Payload) -> dict | None:
     model = build_model(spec).to(device)
     if p.init_state is not None:
         model.load_state_dict(p.init_state)  # checked on the driver: same architecture and spec
-    opt = torch.optim.Adam(model.parameters(), lr=t.learning_rate)
+    opt = SplitOptimizer(model, t.learning_rate, use_sparse(t.sparse_embeddings, t.launcher, t.use_gpu))
     ckpt_dir = Path(p.checkpoint_dir)
     start_epoch, best, bad, history, best_state = 0, -math.inf, 0, [], None
     latest = ckpt_dir / "latest.pt"
@@ -228,9 +229,9 @@ def _train(p: Payload) -> dict | None:
         history, best_state = ckpt["history"], ckpt["best_state"]
         if rank == 0:
             logger.info("resuming after epoch %d (best validation mean AUC %.4f)", ckpt["epoch"], best)
-    dist.broadcast_state(model, opt)
+    dist.broadcast_state(model, opt.dense)  # (every rank loaded the same checkpoint, if any)
     net = dist.wrap_model(model)
-    opt = dist.wrap_optimizer(opt, model)
+    dist.wrap_optimizer(opt, model)
     weights = torch.tensor(p.loss_weights, device=device)
     steps = max(1, p.train_rows // (t.batch_size * size))
     if t.max_steps_per_epoch:

@@ -12,6 +12,11 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 
+# --runtime NAME: an environment pinned like a Databricks runtime (envs/NAME.txt) instead
+if [[ "${1:-}" == "--runtime" ]]; then
+  exec bash scripts/setup_runtime.sh "${2:?usage: scripts/setup.sh --runtime dbr15.4|dbr17.3}"
+fi
+
 PYTHON="${PYTHON:-python3.11}"
 VENV="${HINET_VENV:-$here/.venv}"
 CACHE="${HINET_CACHE:-$HOME/.cache/hinet-spark}"
@@ -22,23 +27,10 @@ HOROVOD_VERSION="0.28.1"
 DELTA_VERSION="4.0.1"
 SCALA_BINARY="2.13"
 
-log() { printf '[setup] %s\n' "$*"; }
-
-# Run a step with its output in $CACHE/logs/<name>.log (pip and the Horovod build print
-# pages of build-backend warnings); on failure show the log's tail and stop.
-quiet() {
-  local name="$1"; shift
-  local out="$CACHE/logs/$name.log"
-  mkdir -p "$CACHE/logs"
-  if ! "$@" >"$out" 2>&1; then
-    echo "[setup] error: step '$name' failed; the last lines of $out:" >&2
-    tail -n 40 "$out" >&2
-    exit 1
-  fi
-}
+source scripts/lib.sh
 
 stamp_of() {
-  cat setup.cfg scripts/setup.sh | sha256sum | cut -c1-16
+  cat setup.cfg scripts/setup.sh scripts/lib.sh | sha256sum | cut -c1-16
 }
 
 mkdir -p "$WHEELS" "$JARS"
@@ -72,52 +64,15 @@ quiet pip-tools "${PIP[@]}" install -q --upgrade pip wheel "setuptools>=77" pack
 log "torch==$TORCH_VERSION"
 quiet torch "${PIP[@]}" install -q "torch==$TORCH_VERSION"
 
-hvd_wheel="$(ls "$WHEELS"/horovod-"$HOROVOD_VERSION"-*.whl 2>/dev/null | head -n 1 || true)"
-if [[ -z "$hvd_wheel" ]]; then
-  log "building horovod==$HOROVOD_VERSION from its sdist (PyTorch + Gloo, C++17 patch); a few minutes"
-  build="$(mktemp -d)"
-  trap 'rm -rf "$build"' EXIT
-  quiet horovod-download "${PIP[@]}" download -q --no-deps --no-binary :all: -d "$build" "horovod==$HOROVOD_VERSION"
-  tar -xzf "$build"/horovod-"$HOROVOD_VERSION".tar.gz -C "$build"
-  src="$build/horovod-$HOROVOD_VERSION"
-  # torch >= 2.1 headers need C++17; the upstream fix was merged but never released.
-  sed -i 's/set(CMAKE_CXX_STANDARD 14)/set(CMAKE_CXX_STANDARD 17)/' "$src/CMakeLists.txt" "$src/horovod/torch/CMakeLists.txt"
-  grep -q 'CMAKE_CXX_STANDARD 17' "$src/horovod/torch/CMakeLists.txt" || { echo "[setup] error: C++17 patch did not apply" >&2; exit 1; }
-  quiet horovod-build env HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
-    HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS="-j$(nproc)" \
-    "${PIP[@]}" wheel -q --no-build-isolation --no-deps -w "$WHEELS" "$src"
-  hvd_wheel="$(ls "$WHEELS"/horovod-"$HOROVOD_VERSION"-*.whl | head -n 1)"
-  log "cached $hvd_wheel"
-else
-  log "reusing cached $hvd_wheel"
-fi
+build_horovod "$VENV/bin/python" "$HOROVOD_VERSION" "$WHEELS"
+hvd_wheel="$HOROVOD_WHEEL"
 quiet horovod-install "${PIP[@]}" install -q "$hvd_wheel"
 
 log "project and pinned stack (setup.cfg, local + dev extras)"
 quiet project "${PIP[@]}" install -q --find-links "$WHEELS" -e ".[local,dev]"
 
-for artifact in "delta-spark_$SCALA_BINARY" "delta-storage"; do
-  jar="$JARS/$artifact-$DELTA_VERSION.jar"
-  if [[ ! -f "$jar" ]]; then
-    log "fetching io.delta:$artifact:$DELTA_VERSION through Maven"
-    quiet "maven-$artifact" mvn -B -q -Dstyle.color=never dependency:copy \
-      -Dartifact="io.delta:$artifact:$DELTA_VERSION" -DoutputDirectory="$JARS"
-  fi
-done
-
-# Any spark-submit / pyspark of this venv gets Delta, offline: pyspark reads
-# $SPARK_HOME/conf/spark-defaults.conf, and SPARK_HOME of a pip install is the package folder.
-sparkconf="$("$VENV/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')/conf"
-mkdir -p "$sparkconf"
-cat > "$sparkconf/spark-defaults.conf" <<CONF
-# written by hinet-spark scripts/setup.sh: Delta Lake for every session of this virtualenv
-spark.jars $JARS/delta-spark_$SCALA_BINARY-$DELTA_VERSION.jar,$JARS/delta-storage-$DELTA_VERSION.jar
-spark.sql.extensions io.delta.sql.DeltaSparkSessionExtension
-spark.sql.catalog.spark_catalog org.apache.spark.sql.delta.catalog.DeltaCatalog
-spark.sql.session.timeZone UTC
-CONF
-# ... and the project's JVM log levels (warnings only), as the embedded session has them
-cp conf/log4j2.properties "$sparkconf/log4j2.properties"
+delta_jars "$JARS" "$SCALA_BINARY" "$DELTA_VERSION"
+spark_defaults "$VENV/bin/python" "$JARS" "$SCALA_BINARY" "$DELTA_VERSION"
 
 HINET_JARS_DIR="$JARS" "$VENV/bin/python" scripts/check_stack.py
 echo "$stamp" > "$VENV/.hinet-setup-stamp"
