@@ -284,9 +284,13 @@ def apply_spec(df: DataFrame, spec: FeatureSpec) -> DataFrame:
     Rows are neither added nor dropped.
     """
     spark = df.sparkSession
-    out = df.withColumn(
-        "scenario_idx", (F.array_position(F.array(*[F.lit(s) for s in spec.scenarios]), F.col("scenario")) - 1)
-        .cast("int"))
+    # the scenario's index in spec.scenarios; -1 for an unknown one, null for null (what
+    # array_position(...) - 1 gives; written as CASE WHEN because Spark 3.5's array_position
+    # takes no column as the value)
+    idx = F.lit(-1)
+    for i, name in reversed(list(enumerate(spec.scenarios))):
+        idx = F.when(F.col("scenario") == F.lit(name), F.lit(i)).otherwise(idx)
+    out = df.withColumn("scenario_idx", F.when(F.col("scenario").isNull(), F.lit(None)).otherwise(idx).cast("int"))
     out = bucket_ids(out, spec.numeric)
     for name, vocab in spec.categorical.items():
         table = spark.createDataFrame(pd.DataFrame({

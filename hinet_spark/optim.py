@@ -63,7 +63,9 @@ class SplitOptimizer:
 
     def zero_grad(self) -> None:
         for o in self.parts:
-            o.zero_grad(set_to_none=True)  # never materialise a dense zero gradient of a table
+            # set_to_none (torch >= 2.0's default): never a dense zero gradient of a table. Not
+            # passed by name: Horovod's wrapped zero_grad() takes no arguments
+            o.zero_grad()
 
     def step(self) -> None:
         for o in self.parts:

@@ -124,3 +124,17 @@ def _log(weights: Path, spec_file: Path, meta: Path, spec: FeatureSpec, register
         signature=signature(spec), input_example=example, pip_requirements=pinned_requirements(),
         registered_model_name=registered_model,
     )
+
+
+def registered_version(info: Any, name: str, run_id: str) -> str:
+    """The version ``log_pyfunc`` registered: from the ModelInfo (MLflow >= 2.14), else the
+    newest version of ``name`` made by ``run_id`` (MLflow 2.13, Databricks 15.4 LTS ML)."""
+    version = getattr(info, "registered_model_version", None)
+    if version is not None:
+        return str(version)
+    from mlflow.tracking import MlflowClient
+
+    found = MlflowClient().search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    if not found:
+        raise RuntimeError(f"model {name!r} has no version from run {run_id}")
+    return str(max(int(v.version) for v in found))

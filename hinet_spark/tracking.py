@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from hinet_spark.config import Config
 from hinet_spark.evaluation import Evaluation
 from hinet_spark.promotion import compare_and_decide, comparison_metrics, set_champion
-from hinet_spark.serving import HiNetPyfunc, log_pyfunc  # noqa: F401  (HiNetPyfunc: models logged before 0.2 name it here)
+from hinet_spark.serving import HiNetPyfunc, log_pyfunc, registered_version  # noqa: F401  (HiNetPyfunc: models logged before 0.2 name it here)
 from hinet_spark.training import TrainResult
 
 logger = logging.getLogger(__name__)
@@ -245,8 +245,8 @@ def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[st
             mlflow.log_metric("san.strongest_in_true_group", san["in_group"] / san["of"])
             mlflow.log_dict(san, "san_check.json")
         info = log_pyfunc(result.model, result.model_spec, result.feature_spec, cfg.mlflow.registered_model)
-        version = str(info.registered_model_version)
         run_id = run.info.run_id
+        version = registered_version(info, cfg.mlflow.registered_model, run_id)
     aliases, decision, comps = promote(cfg, version, result, spark)
     with mlflow.start_run(run_id=run_id):
         mlflow.set_tag("champion_decision", decision[:5000])

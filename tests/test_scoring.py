@@ -21,6 +21,7 @@ from hinet_spark.io import read_table, table_location, table_version, write_tabl
 from hinet_spark.samples import build_samples
 from hinet_spark.schemas import SchemaError, load_schema
 from hinet_spark.scoring import ScoringError, score_candidates
+from hinet_spark.serving import registered_version
 from hinet_spark.tracking import log_training, tracking_uri
 from hinet_spark.training import fit
 from jobs import generate_synthetic
@@ -193,12 +194,13 @@ def test_failure_mid_run_leaves_the_previous_scores(spark, root, tmp_path):
             return pd.DataFrame({"p_ctr": np.full(len(model_input), 0.5), "p_ctcvr": np.full(len(model_input), 0.1)})
 
     mlflow.set_tracking_uri(tracking_uri(cfg))
-    with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(name="model", python_model=FailsOnScenarioB(),
+    where = {"name": "model"} if int(mlflow.__version__.split(".")[0]) >= 3 else {"artifact_path": "model"}
+    with mlflow.start_run() as run:
+        info = mlflow.pyfunc.log_model(**where, python_model=FailsOnScenarioB(),
                                        artifacts={"feature_spec": str(root / "feature_spec.json")},
                                        registered_model_name="hinet")
     with pytest.raises(Exception, match="injected failure"):
-        score_candidates(spark, cfg, DATE, model=str(info.registered_model_version))
+        score_candidates(spark, cfg, DATE, model=registered_version(info, "hinet", run.info.run_id))
     assert table_version(spark, cfg, "scores") == version
     scores = read_table(spark, cfg, "scores")
     assert scores.count() == before and scores.where("p_ctr = 0.5").count() == 0
