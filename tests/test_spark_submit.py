@@ -66,8 +66,9 @@ def test_three_jobs_under_spark_submit(spark, tiny):
             ("score_candidates", "--date", "2026-01-05")]
     for name, *args in jobs:
         done = submit(str(REPO / "jobs" / f"{name}.py"), "--conf", str(conf), *args, cwd=work)
-        assert done.returncode == 0, f"{name}:\n{done.stderr[-4000:]}"
-        assert "using the cluster's SparkSession" in done.stderr, name  # spark-submit's session, not ours
+        log = done.stdout + done.stderr
+        assert done.returncode == 0, f"{name}:\n{log[-4000:]}"
+        assert "using the cluster's SparkSession" in log, name  # spark-submit's session, not one of ours
     cfg = load_config(str(conf))
     samples = read_table(spark, cfg, "samples")
     assert samples.select("dt").distinct().count() == 4
@@ -86,7 +87,8 @@ def test_a_session_without_delta_is_refused_by_name(tiny):
     empty.write_text("spark.ui.enabled false\n")  # replaces spark-defaults.conf: no Delta jars or settings
     done = submit(str(REPO / "jobs" / "build_features.py"), "--conf", str(conf), "--date", "2026-01-02",
                   cwd=work, extra=("--properties-file", str(empty)))
+    log = done.stdout + done.stderr
     assert done.returncode == 1
     assert "this Spark session has no Delta Lake: missing spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" \
-        in done.stderr
-    assert "Delta on your own Spark" in done.stderr and "JavaPackage" not in done.stderr
+        in log
+    assert "Delta on your own Spark" in log and "JavaPackage" not in log
