@@ -1,14 +1,7 @@
 """Write the embedded default's raw logs: exposures, clicks, orders, candidates and the oracle.
 
-    spark-submit jobs/generate_synthetic.py --conf conf/local.yaml [--set synthetic.days=3]
-
-Outputs (Delta, partitioned by dt): raw_exposures, raw_clicks, raw_orders, candidates (the
-day after the last logged day) and oracle (true probabilities; never a feature). Rerunning
-replaces exactly the generated dates.
-
-The job itself is ``hinet_spark/jobs/generate_synthetic.py``, inside the wheel, where it is also the console
-script ``hinet-generate-synthetic`` (what the Databricks bundle's python_wheel_task runs); this file is
-the spark-submit entry point.
+spark-submit entry point of ``hinet_spark/jobs/generate_synthetic.py`` (its docstring has the usage, inputs
+and outputs); in the wheel the same main is the console script ``hinet-generate-synthetic``.
 """
 
 import sys
