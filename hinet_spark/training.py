@@ -33,7 +33,7 @@ from hinet_spark.data import (
     read_snapshot,
     split_dates,
 )
-from hinet_spark.distributed import before_spark, distribution, launch  # noqa: F401  (before_spark: the jobs')
+from hinet_spark.distributed import distribution, launch
 from hinet_spark.evaluation import Evaluation, evaluate
 from hinet_spark.feature_spec import FeatureSpec
 from hinet_spark.logs import configure, quiet_library_warnings

@@ -21,11 +21,12 @@ from collections.abc import Sequence
 from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
 from hinet_spark.config import Config
 from hinet_spark.data import rolling_split
+from hinet_spark.distributed import before_spark
 from hinet_spark.promotion import comparison_table
 from hinet_spark.spark import get_spark
 from hinet_spark.summary import table
 from hinet_spark.tracking import log_training
-from hinet_spark.training import before_spark, fit
+from hinet_spark.training import fit
 
 logger = logging.getLogger("train_hinet")
 
