@@ -313,13 +313,14 @@ def _validate_tables(storage: StorageSection) -> None:
         raise ConfigError("storage.root: must not be empty")
 
 
-def _validate(cfg: Config) -> None:
-    _validate_tables(cfg.storage)
+def validate_synthetic(cfg: Config) -> None:
+    """The ``synthetic`` section against the scenarios.
+
+    Checked by what uses it (``generate_synthetic``, and the synthetic layout's default dates),
+    not at load: a config for real logs names its scenarios and features and nothing else,
+    and the synthetic defaults (scenarios a-f) do not stand in its way.
+    """
     names = cfg.scenarios.names
-    if len(names) < 2:
-        raise ConfigError(f"scenarios.names: HiNet needs at least 2 scenarios, got {list(names)}")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"scenarios.names: duplicate names in {list(names)}")
     syn = cfg.synthetic
     _parse_date("synthetic.start_date", syn.start_date)
     for key in ("days", "exposures_per_day", "n_users", "n_items", "exposures_per_request",
@@ -351,6 +352,19 @@ def _validate(cfg: Config) -> None:
             f"synthetic.scenario_groups: {[list(g) for g in syn.scenario_groups]} must place "
             f"every scenario of {list(names)} in exactly one group"
         )
+    if not 0.0 <= syn.duplicate_event_rate < 1.0:
+        raise ConfigError(
+            f"synthetic.duplicate_event_rate: must be in [0, 1), got {syn.duplicate_event_rate}"
+        )
+
+
+def _validate(cfg: Config) -> None:
+    _validate_tables(cfg.storage)
+    names = cfg.scenarios.names
+    if len(names) < 2:
+        raise ConfigError(f"scenarios.names: HiNet needs at least 2 scenarios, got {list(names)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"scenarios.names: duplicate names in {list(names)}")
     for key in ("progress_seconds", "rows_per_file", "rows_per_task"):
         if getattr(cfg.spark, key) <= 0:
             raise ConfigError(f"spark.{key}: must be > 0, got {getattr(cfg.spark, key)}")
@@ -428,10 +442,6 @@ def _validate(cfg: Config) -> None:
         widths = getattr(mdl, key)
         if not widths or any(w <= 0 for w in widths):
             raise ConfigError(f"model.{key}: must be a non-empty list of positive widths, got {list(widths)}")
-    if not 0.0 <= syn.duplicate_event_rate < 1.0:
-        raise ConfigError(
-            f"synthetic.duplicate_event_rate: must be in [0, 1), got {syn.duplicate_event_rate}"
-        )
 
 
 # --------------------------------------------------------------------------------------

@@ -48,16 +48,26 @@ class Snapshot:
 
 
 def split_dates(cfg: Config) -> dict[str, tuple[str, str]]:
-    """Date ranges of the splits: from ``train.*`` or, when unset, the synthetic layout
-    (all logged days but the last two for training, then one validation and one test day)."""
+    """Date ranges of the splits: from ``train.*``; any left unset comes from the synthetic
+    layout (all logged days but the last two for training, then one validation and one test
+    day), and only for data ``generate_synthetic`` made. For real logs the error names the
+    keys and ``--end-date``."""
     t = cfg.train
-    start = dt.date.fromisoformat(cfg.synthetic.start_date)
-    days = cfg.synthetic.days
-    derived = {
-        "train": (start, start + dt.timedelta(days=max(0, days - 3))),
-        "val": (start + dt.timedelta(days=days - 2),) * 2,
-        "test": (start + dt.timedelta(days=days - 1),) * 2,
-    }
+    keys = [f"{split}_{end}" for split in SPLITS for end in ("start", "end")]
+    unset = [k for k in keys if not getattr(t, k)]
+    derived: dict[str, tuple[dt.date, dt.date]] = {}
+    if unset:
+        from hinet_spark.synthetic import default_dates
+
+        first, _, _ = default_dates(cfg, "set train." + ", train.".join(unset) + " (or pass --end-date "
+                                    "YYYY-MM-DD to train_hinet: test on that day, validate on the day before, "
+                                    "train on the train.window_days before that)")
+        start, days = dt.date.fromisoformat(first), cfg.synthetic.days
+        derived = {
+            "train": (start, start + dt.timedelta(days=max(0, days - 3))),
+            "val": (start + dt.timedelta(days=days - 2),) * 2,
+            "test": (start + dt.timedelta(days=days - 1),) * 2,
+        }
     out = {}
     for split in SPLITS:
         a = getattr(t, f"{split}_start") or derived[split][0].isoformat()

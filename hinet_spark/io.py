@@ -112,6 +112,14 @@ def _by_path(cfg: Config) -> bool:
     return not cfg.storage.catalog_schema
 
 
+def generated_data(cfg: Config) -> bool:
+    """True when the tables were made by ``generate_synthetic`` (its oracle table exists under
+    ``storage.root``): only then do the synthetic layout's dates stand in for missing ones."""
+    if not _by_path(cfg):
+        return False
+    return (Path(table_location(cfg, "oracle")) / "_delta_log").is_dir()
+
+
 def table_exists(spark: SparkSession, cfg: Config, key: str) -> bool:
     loc = table_location(cfg, key)
     if _by_path(cfg):

@@ -194,13 +194,19 @@ def _plots(cfg: Config, result: TrainResult, names: tuple[str, ...], out: Path) 
 
 
 def synthetic_groups_known(cfg: Config) -> bool:
-    """The samples come from the synthetic generator (its oracle table exists), so
-    ``synthetic.scenario_groups`` is the truth SAN can be checked against."""
-    from hinet_spark.io import table_location
+    """The samples come from the synthetic generator (its oracle table exists) and its
+    section fits the scenarios, so ``synthetic.scenario_groups`` is the truth SAN can be
+    checked against."""
+    from hinet_spark.config import ConfigError, validate_synthetic
+    from hinet_spark.io import generated_data
 
-    if cfg.storage.catalog_schema:
+    if not generated_data(cfg):
         return False
-    return (Path(table_location(cfg, "oracle")) / "_delta_log").is_dir()
+    try:
+        validate_synthetic(cfg)
+    except ConfigError:
+        return False
+    return True
 
 
 def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[str, Any]:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from hinet_spark.config import Config, ConfigError, load_config, parse_override
+from hinet_spark.config import Config, ConfigError, load_config, parse_override, validate_synthetic
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,15 +57,42 @@ def test_missing_file_is_named(tmp_path):
         load_config(missing)
 
 
-def test_cross_field_checks():
+def test_synthetic_cross_field_checks_belong_to_the_generator():
+    # checked by generate_synthetic (validate_synthetic), not at load: see the real-logs test below
     with pytest.raises(ConfigError, match=r"synthetic\.traffic_share\.e: must be > 0, got 0\.0"):
-        load_config(None, ["synthetic.traffic_share={a: 0.5, b: 0.2, c: 0.1, d: 0.1, e: 0, f: 0.1}"])
+        validate_synthetic(load_config(None, ["synthetic.traffic_share={a: 0.5, b: 0.2, c: 0.1, d: 0.1, e: 0, f: 0.1}"]))
     with pytest.raises(ConfigError, match=r"synthetic\.ctr: keys \['a', 'b'\] must be the scenarios"):
-        load_config(None, ["synthetic.ctr={a: 0.1, b: 0.2}"])
+        validate_synthetic(load_config(None, ["synthetic.ctr={a: 0.1, b: 0.2}"]))
     with pytest.raises(ConfigError, match=r"synthetic\.ctcvr\.a: 0\.2 must be below synthetic\.ctr\.a"):
-        load_config(None, ["synthetic.ctcvr={a: 0.2, b: 0.05, c: 0.006, d: 0.005, e: 0.003, f: 0.01}"])
+        validate_synthetic(load_config(None, ["synthetic.ctcvr={a: 0.2, b: 0.05, c: 0.006, d: 0.005, e: 0.003, f: 0.01}"]))
     with pytest.raises(ConfigError, match="scenario_groups"):
-        load_config(None, ["synthetic.scenario_groups=[[a, b], [c, d]]"])
+        validate_synthetic(load_config(None, ["synthetic.scenario_groups=[[a, b], [c, d]]"]))
+    validate_synthetic(load_config())  # the defaults fit the default scenarios
+
+
+def test_a_config_for_real_logs_needs_no_synthetic_block(tmp_path):
+    env = tmp_path / "mine.yaml"
+    env.write_text(f"storage:\n  root: {tmp_path / 'data'}\nscenarios:\n  names: [home, banner, search]\n")
+    cfg = load_config(env)  # loads: the synthetic defaults (a-f) are not checked against these scenarios
+    assert cfg.scenarios.names == ("home", "banner", "search")
+    with pytest.raises(ConfigError, match=r"synthetic\.traffic_share: keys .* must be the scenarios"):
+        validate_synthetic(cfg)  # ... until someone generates synthetic data with it
+    # no dates and no synthetic data: each job names what to pass
+    from hinet_spark.data import split_dates
+    from hinet_spark.jobs import build_features, score_candidates
+
+    with pytest.raises(ConfigError, match=r"no dates given: pass --date YYYY-MM-DD, or --start-date and "
+                                          r"--end-date\. .*no oracle table at"):
+        build_features.resolve_range(build_features.parse_args(["--conf", str(env)]), cfg)
+    with pytest.raises(ConfigError, match=r"no dates given: set train\.train_start, train\.train_end, .* "
+                                          r"\(or pass --end-date YYYY-MM-DD to train_hinet"):
+        split_dates(cfg)
+    assert build_features.main(["--conf", str(env)]) == 1  # one ERROR line, exit 1
+    assert score_candidates.main(["--conf", str(env)]) == 1
+    dated = load_config(env, ["train.train_start=2026-03-01", "train.train_end=2026-03-10",
+                              "train.val_start=2026-03-11", "train.val_end=2026-03-11",
+                              "train.test_start=2026-03-12", "train.test_end=2026-03-12"])
+    assert split_dates(dated)["val"] == ("2026-03-11", "2026-03-11")
 
 
 def test_parse_override_parses_yaml_values():

@@ -23,7 +23,7 @@ from hinet_spark.config import Config
 from hinet_spark.progress import stage_progress
 from hinet_spark.samples import build_samples, summary_table
 from hinet_spark.spark import get_spark
-from hinet_spark.synthetic import date_range
+from hinet_spark.synthetic import default_dates
 
 logger = logging.getLogger("build_features")
 
@@ -44,7 +44,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def resolve_range(args: argparse.Namespace, cfg: Config) -> tuple[str, str]:
-    """--date, or --start-date/--end-date; with neither, the synthetic data's logged days."""
+    """--date, or --start-date/--end-date; with neither, the logged days of synthetic data
+    (real logs: an error naming the options)."""
     if args.date and (args.start_date or args.end_date):
         raise ValueError("give either --date or --start-date/--end-date, not both")
     if args.date:
@@ -53,7 +54,7 @@ def resolve_range(args: argparse.Namespace, cfg: Config) -> tuple[str, str]:
         if not (args.start_date and args.end_date):
             raise ValueError("--start-date and --end-date go together")
         return args.start_date, args.end_date
-    first, last, _ = date_range(cfg)
+    first, last, _ = default_dates(cfg, "pass --date YYYY-MM-DD, or --start-date and --end-date")
     return first, last
 
 

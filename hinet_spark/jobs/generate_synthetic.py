@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pyspark.sql import functions as F
 
 from hinet_spark.cli import base_parser, run_job
-from hinet_spark.config import Config
+from hinet_spark.config import Config, validate_synthetic
 from hinet_spark.io import drop_scratch_table, read_table, write_table
 from hinet_spark.progress import stage_progress
 from hinet_spark.spark import get_spark
@@ -36,6 +36,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
+    validate_synthetic(cfg)  # the one job that needs the synthetic section to fit the scenarios
     spark = get_spark(cfg)
     with stage_progress(spark, cfg.spark.progress_seconds, "generate_synthetic"):
         return _generate(spark, cfg)

@@ -27,7 +27,7 @@ from hinet_spark.progress import stage_progress
 from hinet_spark.scoring import score_candidates
 from hinet_spark.spark import get_spark
 from hinet_spark.summary import table
-from hinet_spark.synthetic import date_range
+from hinet_spark.synthetic import default_dates
 
 logger = logging.getLogger("score_candidates")
 
@@ -47,7 +47,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    date = shift(args.date or date_range(cfg)[2], args.offset_days)
+    date = shift(args.date or default_dates(cfg, "pass --date YYYY-MM-DD (the candidates' day)")[2],
+                 args.offset_days)
     scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip()) if args.scenarios else None
     spark = get_spark(cfg)
     with stage_progress(spark, cfg.spark.progress_seconds, "score_candidates"):
