@@ -218,6 +218,7 @@ class MlflowSection:
     experiment: str = "hinet-spark"
     artifact_root: str | None = None  # None: <storage.root>/mlflow_artifacts with the local store
     registered_model: str = "hinet"
+    register: bool = True  # False: a comparison run, logged to <experiment>-comparisons, never registered
     promote: bool = True  # champion <- new version when it beats the champion on the same rows
     promote_margin: float = 0.0  # the challenger's mean AUC must beat the champion's by more than this
     max_auc_drop: float = 0.01  # ... and no judged scenario x task may fall by more than this

@@ -215,9 +215,12 @@ def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[st
     from pyspark.sql import SparkSession
 
     setup(cfg)
+    if not cfg.mlflow.register:  # a comparison run: its own experiment, the registry untouched
+        use_experiment(cfg, f"{cfg.mlflow.experiment}-comparisons")
     spark = spark or SparkSession.getActiveSession()
     names = tuple(cfg.scenarios.names)
-    run_name = f"train-{result.split_dates['test'][1]}"
+    test_day = result.split_dates["test"][1]
+    run_name = f"train-{test_day}" if cfg.mlflow.register else f"compare-{cfg.model.name}-{test_day}"
     with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         params = cfg.flat()
@@ -250,9 +253,17 @@ def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[st
         if san is not None:
             mlflow.log_metric("san.strongest_in_true_group", san["in_group"] / san["of"])
             mlflow.log_dict(san, "san_check.json")
-        info = log_pyfunc(result.model, result.model_spec, result.feature_spec, cfg.mlflow.registered_model)
+        register = cfg.mlflow.registered_model if cfg.mlflow.register else None
+        info = log_pyfunc(result.model, result.model_spec, result.feature_spec, register)
         run_id = run.info.run_id
-        version = registered_version(info, cfg.mlflow.registered_model, run_id)
+    if not cfg.mlflow.register:
+        decision = (f"not registered (mlflow.register: false): a comparison run in experiment "
+                    f"{cfg.mlflow.experiment}-comparisons; {cfg.mlflow.registered_model} and its aliases untouched")
+        with mlflow.start_run(run_id=run_id):
+            mlflow.set_tag("champion_decision", decision)
+        return {"run_id": run_id, "run_name": run_name, "model_uri": info.model_uri, "version": None, "aliases": [],
+                "decision": decision, "best_epoch": best_epoch, "best_step": best_step, "san": san, "comparison": []}
+    version = registered_version(info, cfg.mlflow.registered_model, run_id)
     aliases, decision, comps = promote(cfg, version, result, spark)
     with mlflow.start_run(run_id=run_id):
         mlflow.set_tag("champion_decision", decision[:5000])

@@ -117,6 +117,17 @@ def test_local_resume_continues_and_mlflow_holds_the_run(spark, root, tmp_path, 
     assert run.data.metrics["val_positives.ctr.scenario_b"] == resumed.val.positives["ctr"]["b"] > 0
     assert run.data.tags["champion_decision"] == "promoted: there is no champion yet"
 
+    # a comparison run (train_hinet --compare): its own experiment, the registry untouched
+    client = mlflow.MlflowClient()
+    versions = len(client.search_model_versions("name='hinet'"))
+    compared = log_training(config(root, "train.launcher=local", ckpt, mlflow_uri, "mlflow.register=false"), first)
+    assert compared["version"] is None and compared["aliases"] == []
+    assert len(client.search_model_versions("name='hinet'")) == versions
+    assert str(client.get_model_version_by_alias("hinet", "champion").version) == logged["version"]
+    crun = mlflow.get_run(compared["run_id"])
+    assert mlflow.get_experiment(crun.info.experiment_id).name == "hinet-spark-comparisons"
+    assert crun.info.run_name == "compare-hinet-2026-01-04" and "untouched" in crun.data.tags["champion_decision"]
+
     model = mlflow.pyfunc.load_model("models:/hinet@champion")
     rng = np.random.default_rng(0)
     cols = resumed.feature_spec.columns

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "train.warm_start_window_days days only; its architecture and feature spec must match")
     parser.add_argument("--no-promote", action="store_true",
                         help="register the model as challenger only; never move champion")
+    parser.add_argument("--compare", action="store_true",
+                        help="a comparison run (another model, other settings): log it to <experiment>-comparisons "
+                        "and never register it or touch the production model's aliases (mlflow.register: false)")
     add_offset_arg(parser)
     return parser
 
@@ -55,6 +58,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         cfg = rolling_split(cfg, shift(args.end_date, args.offset_days))
     if args.no_promote:
         cfg = dataclasses.replace(cfg, mlflow=dataclasses.replace(cfg.mlflow, promote=False))
+    if args.compare:
+        cfg = dataclasses.replace(cfg, mlflow=dataclasses.replace(cfg.mlflow, register=False))
     before_spark(cfg)
     spark = get_spark(cfg)
     result = fit(spark, cfg, resume=args.resume, warm_start=args.warm_start)
