@@ -48,8 +48,9 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     elif args.action == "rollback":
         entry = rollback(cfg, args.reason)
     else:
-        for entry in history(cfg):
-            print(json.dumps(entry))
+        entries = history(cfg)
+        logger.info("champion history of %s (%d entries, oldest first):\n%s", cfg.mlflow.registered_model,
+                    len(entries), "\n".join(json.dumps(e) for e in entries))
         return 0
     logger.info("champion of %s is now version %s (was %s)", cfg.mlflow.registered_model, entry["version"],
                 entry["previous"])
