@@ -15,7 +15,7 @@ import torch
 
 from hinet_spark.checkpoints import CheckpointError
 from hinet_spark.config import load_config
-from hinet_spark.data import DataError
+from hinet_spark.data import DataError, split_dates
 from hinet_spark.feature_spec import FeatureSpec, FeatureSpecError
 from hinet_spark.io import read_table, write_table
 from hinet_spark.samples import build_samples
@@ -156,8 +156,11 @@ def test_bad_inputs_are_named(spark, root, tmp_path):
     samples = read_table(spark, config(root), "samples").where("scenario != 'e'")
     write_table(samples, config(other), "samples", partition_by=["scenario", "dt"])
     shutil.copy(root / "feature_spec.json", other / "feature_spec.json")
+    # this copy is not generate_synthetic's output (no oracle table): its split dates are explicit
+    dates = [f"train.{split}_{end}={day}" for split, days in split_dates(config(root)).items()
+             for end, day in zip(("start", "end"), days)]
     with pytest.raises(DataError, match=r"the train split .* has no rows for scenarios \['e'\]"):
-        fit(spark, config(other))
+        fit(spark, config(other, *dates))
     # samples built with another feature spec: refused, naming both hashes
     spec = FeatureSpec.load(root / "feature_spec.json")
     changed = tmp_path / "other_spec.json"
