@@ -139,6 +139,9 @@ class FeaturesSection:
     categorical: tuple[str, ...] = ("user_city", "user_age_group", "user_gender", "device_type",
                                     "item_category", "item_brand")
     hashed: dict[str, int] = field(default_factory=lambda: {"user_id": 50_000, "item_id": 20_000})
+    # numeric feature -> [min, max] (either may be null): values outside are quarantined out_of_range.
+    # Data generate_synthetic made is also checked against schemas/synthetic_exposures.json's ranges.
+    numeric_ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     numeric_buckets: int = 20
     quantile_relative_error: float = 0.001
     min_count: int = 5
@@ -382,6 +385,12 @@ def _validate(cfg: Config) -> None:
     dupes = sorted({n for n in names_seen if names_seen.count(n) > 1})
     if dupes:
         raise ConfigError(f"features: {dupes} listed more than once across numeric/categorical/hashed")
+    for name, (low, high) in fe.numeric_ranges.items():
+        if name not in fe.numeric:
+            raise ConfigError(f"features.numeric_ranges.{name}: not a numeric feature (features.numeric: "
+                              f"{list(fe.numeric)})")
+        if low is not None and high is not None and low > high:
+            raise ConfigError(f"features.numeric_ranges.{name}: min {low} is above max {high}")
     for key in ("fit_start", "fit_end"):
         if getattr(fe, key) is not None:
             _parse_date(f"features.{key}", getattr(fe, key))
@@ -497,7 +506,7 @@ def _coerce(value: Any, tp: Any, key: str, sources: Mapping[str, str]) -> Any:
             return tuple(_coerce(v, args[0], f"{key}[{i}]", sources) for i, v in enumerate(value))
         if len(args) != len(value):
             raise fail(f"a list of {len(args)} items")
-        return tuple(_coerce(v, a, f"{key}[{i}]", sources) for i, (v, a) in enumerate(zip(args, value)))
+        return tuple(_coerce(v, a, f"{key}[{i}]", sources) for i, (a, v) in enumerate(zip(args, value)))
     if origin is dict:
         if not isinstance(value, Mapping):
             raise fail("a mapping")
@@ -548,7 +557,7 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any], origin: str, sources: 
 
 
 _LEAF_MAPPINGS = ("synthetic.traffic_share", "synthetic.ctr", "synthetic.ctcvr", "features.hashed",
-                  "train.scenario_weights")
+                  "features.numeric_ranges", "train.scenario_weights")
 
 
 def _is_leaf_mapping(key: str) -> bool:

@@ -35,7 +35,7 @@ from hinet_spark.features import (
     tag_orders,
 )
 from hinet_spark.io import read_table, table_exists, write_table
-from hinet_spark.schemas import load_schema, validate_dataframe
+from hinet_spark.schemas import load_schema, validate_dataframe, validate_features
 from hinet_spark.summary import table
 
 logger = logging.getLogger(__name__)
@@ -130,6 +130,22 @@ def settings_differences(spec: FeatureSpec, cfg: Config) -> list[str]:
     return diffs
 
 
+def feature_kinds(fc: FeaturesSection) -> dict[str, tuple[str, ...]]:
+    return {"features.numeric": tuple(fc.numeric), "features.categorical": tuple(fc.categorical),
+            "features.hashed": tuple(fc.hashed)}
+
+
+def numeric_ranges(spark: SparkSession, cfg: Config) -> dict[str, tuple[float | None, float | None]]:
+    """[min, max] per numeric feature: ``features.numeric_ranges``, over the synthetic layout's
+    own ranges (schemas/synthetic_exposures.json) on data ``generate_synthetic`` made."""
+    fc = cfg.features
+    ranges = {n: (None, None) for n in fc.numeric}
+    if table_exists(spark, cfg, "oracle"):
+        ranges.update({n: r for n, r in load_schema("synthetic_exposures").ranges(fc.numeric).items()
+                       if r != (None, None)})
+    return {**ranges, **fc.numeric_ranges}
+
+
 def load_or_fit_spec(cfg: Config, good_exposures: DataFrame, start: str, end: str,
                      refit: bool) -> tuple[FeatureSpec, bool]:
     """Reuse the current spec unless ``refit`` or none exists yet; then fit a new one.
@@ -187,13 +203,11 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
     for key, df in raw.items():
         validate_dataframe(df, load_schema(key), f"table {key}")
     features = (*fc.numeric, *fc.categorical, *fc.hashed)
-    missing = [c for c in features if c not in raw["raw_exposures"].columns]
-    if missing:
-        raise ValueError(f"features {missing} are configured but not columns of raw_exposures")
+    validate_features(raw["raw_exposures"], feature_kinds(fc), "table raw_exposures")
     raw = {k: drop_colliding_columns(df, load_schema(k).names, features, k) for k, df in raw.items()}
 
     exposures = _dated(raw["raw_exposures"], "event_time", a, b)
-    ranges = load_schema("raw_exposures").ranges(fc.numeric)
+    ranges = numeric_ranges(spark, cfg)
     good, bad_exposures = check_exposures(exposures, cfg.scenarios.names, ranges,
                                           seen_ids=_seen_exposure_ids(spark, cfg, a))
     good = good.persist()

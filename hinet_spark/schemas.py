@@ -122,3 +122,25 @@ def conform(df: DataFrame, schema: TableSchema) -> DataFrame:
     """Validate, then select the contract's columns in the contract's order."""
     validate_dataframe(df, schema)
     return df.select(*schema.names)
+
+
+_NUMBER = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType)
+_CATEGORY = (T.StringType, T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.BooleanType)
+
+
+def validate_features(df: DataFrame, kinds: dict[str, tuple[str, ...]], what: str) -> None:
+    """Raise :class:`SchemaError` naming every configured feature column that ``df`` lacks or
+    holds with a type that does not fit. ``kinds``: ``features.numeric`` / ``features.categorical``
+    / ``features.hashed`` -> the column names configured there."""
+    actual = {f.name: f.dataType for f in df.schema.fields}
+    problems = []
+    for key, names in kinds.items():
+        allowed, expected = (_NUMBER, "a number type") if "numeric" in key else \
+            (_CATEGORY, "string, integer or boolean")
+        missing = [n for n in names if n not in actual]
+        if missing:
+            problems.append(f"{key} names {missing}, which are not columns")
+        problems += [f"{key}: {n!r} is {actual[n].simpleString()}, expected {expected}"
+                     for n in names if n in actual and not isinstance(actual[n], allowed)]
+    if problems:
+        raise SchemaError(f"{what}: {'; '.join(problems)} (its columns: {sorted(actual)})")

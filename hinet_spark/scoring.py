@@ -34,8 +34,8 @@ from hinet_spark.config import Config
 from hinet_spark.feature_spec import OOV_ID, FeatureSpec, FeatureSpecError
 from hinet_spark.features import apply_spec, check_exposures, drop_colliding_columns
 from hinet_spark.io import create_table_if_missing, read_table, table_version, write_table
-from hinet_spark.samples import EmptyInputError, ReconciliationError, parse_range, spec_path
-from hinet_spark.schemas import load_schema, validate_dataframe
+from hinet_spark.samples import EmptyInputError, ReconciliationError, numeric_ranges, parse_range, spec_path
+from hinet_spark.schemas import load_schema, validate_dataframe, validate_features
 from hinet_spark.tracking import setup as setup_mlflow
 from hinet_spark.tracking import use_experiment
 
@@ -162,10 +162,14 @@ def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tup
         if not report.read:
             raise EmptyInputError(f"candidates has no rows dated {date}"
                                   + (f" for scenarios {list(scenarios)}" if scenarios else ""))
-        contract = load_schema("candidates")
-        candidates = drop_colliding_columns(candidates, contract.names, spec.feature_order, "candidates")
-        good, bad = check_exposures(candidates, spec.scenarios, contract.ranges(list(spec.numeric)),
-                                    source="candidates")
+        validate_features(candidates, {"the model's numeric features": tuple(spec.numeric),
+                                       "the model's categorical features": tuple(spec.categorical),
+                                       "the model's hashed features": tuple(spec.hashed)}, "table candidates")
+        candidates = drop_colliding_columns(candidates, load_schema("candidates").names, spec.feature_order,
+                                            "candidates")
+        ranges = numeric_ranges(spark, cfg)
+        good, bad = check_exposures(candidates, spec.scenarios,
+                                    {n: ranges.get(n, (None, None)) for n in spec.numeric}, source="candidates")
         features = apply_spec(good, spec).select(*KEYS, "scenario", "dt", "scenario_idx", *spec.columns).persist()
         quarantine = bad.withColumn("scenario", F.get_json_object("record", "$.scenario")).persist()
         try:

@@ -338,7 +338,7 @@ def labeled_exposures(spark: SparkSession, cfg: Config, intercepts: tuple[list[f
     ordered = clicked & (uniform(seed, "order", gid) < p_cvr)
     click_ts = F.unix_timestamp("event_time") + click_delay
     return df.select(
-        *load_schema("raw_exposures").names,
+        *load_schema("synthetic_exposures").names,
         p_ctr.alias("p_ctr"),
         (p_ctr * p_cvr).alias("p_ctcvr"),
         clicked.alias("clicked"),
@@ -374,7 +374,7 @@ def split(labeled: DataFrame) -> SyntheticTables:
     clicks = _with_duplicates(labeled.where("clicked"), "click_time", "click_dup_s")
     orders = _with_duplicates(labeled.where("ordered"), "order_time", "order_dup_s")
     return SyntheticTables(
-        exposures=labeled.select(*load_schema("raw_exposures").names),
+        exposures=labeled.select(*load_schema("synthetic_exposures").names),
         clicks=clicks.select("exposure_id", "click_time", F.to_date("click_time").alias("dt")),
         orders=orders.select("exposure_id", "order_time", "amount", F.to_date("order_time").alias("dt")),
         oracle=labeled.select(*load_schema("oracle").names),

@@ -114,3 +114,12 @@ def test_config_is_frozen_and_flattens():
 def test_unquoted_dates_are_strings():
     cfg = load_config(None, ["synthetic.start_date=2026-02-03"])
     assert cfg.synthetic.start_date == "2026-02-03"
+
+
+def test_numeric_ranges_name_numeric_features():
+    cfg = load_config(None, ["features.numeric_ranges={price: [0, null]}"])
+    assert cfg.features.numeric_ranges == {"price": (0.0, None)}
+    with pytest.raises(ConfigError, match=r"features\.numeric_ranges\.colour: not a numeric feature"):
+        load_config(None, ["features.numeric_ranges={colour: [0, 1]}"])
+    with pytest.raises(ConfigError, match=r"features\.numeric_ranges\.price: min 5.0 is above max 1.0"):
+        load_config(None, ["features.numeric_ranges={price: [5, 1]}"])

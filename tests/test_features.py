@@ -36,12 +36,21 @@ def exposure(eid: str, day=D1, hour=10, scenario="a", price=10.0, **kw) -> dict:
     return row
 
 
+_PY_TYPES = {float: T.DoubleType(), str: T.StringType(), int: T.LongType()}
+
+
 def write_raw(spark, cfg, exposures, clicks, orders):
+    """The rows as raw tables: exposures with the synthetic layout's columns they have, plus
+    any others (typed from their Python values)."""
     for key, rows in (("raw_exposures", exposures), ("raw_clicks", clicks), ("raw_orders", orders)):
-        schema = load_schema(key)
+        schema = load_schema("synthetic_exposures" if key == "raw_exposures" else key)
+        have = set(rows[0]) if rows else set(schema.names)
         # real logs break the contract's NOT NULLs too: build them with every field nullable
-        struct = T.StructType([T.StructField(f.name, f.dataType, True) for f in schema.struct])
-        df = spark.createDataFrame([tuple(r.get(c) for c in schema.names) for r in rows], struct)
+        fields = [T.StructField(f.name, f.dataType, True) for f in schema.struct if f.name in have]
+        fields += [T.StructField(n, _PY_TYPES[type(v)], True) for n, v in (rows[0] if rows else {}).items()
+                   if n not in schema.names]
+        struct = T.StructType(fields)
+        df = spark.createDataFrame([tuple(r.get(c) for c in struct.fieldNames()) for r in rows], struct)
         write_table(df, cfg, key, partition_by=["dt"])
 
 
@@ -207,7 +216,14 @@ def test_missing_column_or_wrong_type_stops_before_writing(spark, cfg):
     write_table(bad, cfg, "raw_exposures", partition_by=["dt"])
     for key in ("raw_clicks", "raw_orders"):
         write_table(spark.createDataFrame([], load_schema(key).struct), cfg, key, partition_by=["dt"])
-    with pytest.raises(SchemaError, match=r"missing columns \['item_brand'\].*price \(expected double, got string\)"):
+    with pytest.raises(SchemaError, match=r"features.numeric: 'price' is string, expected a number type; "
+                                          r"features.categorical names \['item_brand'\], which are not columns"):
+        build_samples(spark, cfg, "2026-01-01", "2026-01-01")
+    # a required column (keys, scenario, times, date) missing or mistyped
+    bad = spark.createDataFrame([Row(**exposure("e1"))]).drop("request_id").withColumn("user_id", F.lit(7))
+    write_table(bad, cfg, "raw_exposures", partition_by=["dt"])
+    with pytest.raises(SchemaError, match=r"missing columns \['request_id'\]; wrong types: user_id \(expected "
+                                          r"string, got int\)"):
         build_samples(spark, cfg, "2026-01-01", "2026-01-01")
     assert not os.path.exists(table_location(cfg, "samples"))  # nothing written
 

@@ -3,6 +3,7 @@ input that is named. Every test here failed on the code before the fix (see the 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import subprocess
@@ -29,7 +30,7 @@ from hinet_spark.io import (
     write_table,
 )
 from hinet_spark.samples import build_samples, spec_archive, spec_path
-from hinet_spark.schemas import load_schema
+from hinet_spark.schemas import SchemaError, load_schema
 from jobs import build_features
 from tests.test_features import D1, D2, exposure, ts, write_raw
 
@@ -153,7 +154,7 @@ def test_duplicate_exposure_same_answer_for_range_and_nightly_builds(spark, cfg,
 def test_exact_tie_duplicates_keep_the_same_row_whatever_the_input_order(spark):
     a = exposure("e1", user_city="c1")
     b = exposure("e1", user_city="c2")  # same id, same event_time: an exact tie
-    schema = load_schema("raw_exposures")
+    schema = load_schema("synthetic_exposures")
     kept = set()
     for order in ([a, b], [b, a], [b, a, exposure("e9")]):
         df = spark.createDataFrame([tuple(r[c] for c in schema.names) for r in order], schema.struct)
@@ -170,7 +171,7 @@ def test_exact_tie_duplicates_keep_the_same_row_whatever_the_input_order(spark):
 
 def test_colliding_extra_column_is_dropped_with_a_warning(spark, cfg, caplog):
     write_raw(spark, cfg, [exposure("e1")], [dict(exposure_id="e1", click_time=ts(D1, 10, 5), dt=D1)], [])
-    schema = load_schema("raw_exposures")
+    schema = load_schema("synthetic_exposures")
     with_extras = spark.createDataFrame([tuple(exposure("e1")[c] for c in schema.names)], schema.struct) \
         .withColumn("label_ctr", F.lit(7)).withColumn("f_price", F.lit("x"))
     write_table(with_extras, cfg, "raw_exposures", partition_by=["dt"])
@@ -228,7 +229,7 @@ def test_changed_feature_setting_without_refit_is_an_error(spark, cfg, cfg_facto
 
 
 def test_null_or_wrong_dt_inf_and_out_of_range_are_quarantined(spark, cfg):
-    schema = load_schema("raw_exposures")
+    schema = load_schema("synthetic_exposures")
     exposures = [exposure("ok"), exposure("nodt", dt=None), exposure("wrongdt", dt=D2),
                  exposure("inf", price=float("inf")), exposure("hour", hour_of_day=99),
                  exposure("rating", item_rating=7.5), exposure("ordered")]
@@ -236,6 +237,9 @@ def test_null_or_wrong_dt_inf_and_out_of_range_are_quarantined(spark, cfg):
               dict(exposure_id="ok", click_time=ts(D1, 10, 5), dt=None)]
     orders = [dict(exposure_id="ordered", order_time=ts(D1, 11), amount=float("nan"), dt=D1)]
     write_raw(spark, cfg, exposures, clicks, orders)
+    # these are not generate_synthetic's tables: the ranges are the user's (features.numeric_ranges)
+    cfg = dataclasses.replace(cfg, features=dataclasses.replace(
+        cfg.features, numeric_ranges={"hour_of_day": (0, 23), "item_rating": (0, 5)}))
     report = build_samples(spark, cfg, "2026-01-01", "2026-01-02")
     q = _rows(spark, cfg, "quarantine", ("source", "reason", "exposure_id"))
     assert q == sorted([
@@ -246,6 +250,26 @@ def test_null_or_wrong_dt_inf_and_out_of_range_are_quarantined(spark, cfg):
     labels = dict(_rows(spark, cfg, "samples", ("exposure_id", "label_ctcvr")))
     assert labels == {"ok": 0, "ordered": 0}  # a NaN amount is no order
     assert report.read["raw_exposures"] == 7 and schema.ranges(["hour_of_day"]) == {"hour_of_day": (0, 23)}
+
+
+def test_feature_columns_are_whatever_features_names(spark, cfg_factory):
+    # the contract requires keys, scenario, times and date; features are the configured columns
+    cfg = cfg_factory("features.numeric=[basket_value]", "features.categorical=[tier]",
+                      "features.hashed={user_id: 100}", "features.min_count=1", "features.numeric_buckets=2",
+                      "features.numeric_ranges={basket_value: [0, 100]}")
+    required = load_schema("raw_exposures").names
+    rows = [{**{c: exposure(e)[c] for c in required}, "basket_value": v, "tier": t}
+            for e, v, t in (("e1", 10.0, "gold"), ("e2", 500.0, "gold"), ("e3", 20.0, "silver"))]
+    write_raw(spark, cfg, rows, [dict(exposure_id="e1", click_time=ts(D1, 10, 5), dt=D1)], [])
+    report = build_samples(spark, cfg, "2026-01-01", "2026-01-01")
+    assert _rows(spark, cfg, "quarantine", ("reason", "exposure_id")) == [("out_of_range:basket_value", "e2")]
+    assert report.used["raw_exposures"] == 2
+    assert {"f_basket_value", "f_tier", "f_user_id"} <= set(read_table(spark, cfg, "samples").columns)
+    # a configured feature missing or of the wrong type: named, with the key
+    wrong = cfg_factory("features.numeric=[tier]", "features.categorical=[colour]", "features.hashed={}")
+    with pytest.raises(SchemaError, match=r"table raw_exposures: features.numeric: 'tier' is string, expected a "
+                                          r"number type; features.categorical names \['colour'\], which are not"):
+        build_samples(spark, wrong, "2026-01-01", "2026-01-01")
 
 
 def test_every_configured_scenario_is_reported_with_zeros(spark, cfg, caplog):

@@ -11,8 +11,12 @@ def test_schemas_load_as_structs():
     assert exp.partition_columns == ("dt",)
     assert exp.struct["event_time"].dataType == T.TimestampType()
     assert exp.struct["dt"].dataType == T.DateType()
-    assert "price" in exp.by_role("numeric") and "item_brand" in exp.by_role("categorical")
+    # required: keys, scenario, times and date; features are whatever features.* names
+    assert {c.role for c in exp.columns} == {"key", "scenario", "time", "date"}
     assert load_schema("candidates").names == exp.names
+    synthetic = load_schema("synthetic_exposures")  # the generator's own layout keeps its columns
+    assert synthetic.names[:len(exp.names)] == exp.names
+    assert "price" in synthetic.by_role("numeric") and "item_brand" in synthetic.by_role("categorical")
     for name in ("raw_clicks", "raw_orders", "oracle"):
         assert "exposure_id" in load_schema(name).names
 

@@ -147,7 +147,7 @@ def test_bad_candidates_are_quarantined_and_counts_reconcile(spark, root, tmp_pa
     bad.loc[4, "user_city"] = "Atlantis"  # an unseen category: scored with the OOV id
     bad.loc[5, "item_brand"] = "never-seen-brand"
     frame = pd.concat([good, bad], ignore_index=True)
-    schema = T.StructType([T.StructField(f.name, f.dataType, True) for f in load_schema("candidates").struct])
+    schema = T.StructType([T.StructField(f.name, f.dataType, True) for f in load_schema("synthetic_exposures").struct])
     write_table(spark.createDataFrame(frame[schema.fieldNames()], schema), cfg, "candidates", partition_by=["dt"])
     report = score_candidates(spark, cfg, DATE)
     assert sum(report.read.values()) == 306
