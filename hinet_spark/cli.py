@@ -56,6 +56,7 @@ def _operator_errors() -> tuple[type[BaseException], ...]:
     """Failures whose message says everything an operator needs: logged as one line."""
     from hinet_spark.checkpoints import CheckpointError
     from hinet_spark.feature_spec import FeatureSpecError
+    from hinet_spark.importing import MappingError
     from hinet_spark.io import ConcurrentRunError, StorageError, TableNotFoundError, TableReadError
     from hinet_spark.promotion import PromotionError
     from hinet_spark.samples import EmptyInputError
@@ -66,7 +67,7 @@ def _operator_errors() -> tuple[type[BaseException], ...]:
 
     return (ConfigError, StorageError, TableNotFoundError, TableReadError, ConcurrentRunError, SchemaError,
             FeatureSpecError, EmptyInputError, CheckpointError, PromotionError, WarmStartError,
-            DeltaNotConfiguredError, TrainingError)
+            DeltaNotConfiguredError, TrainingError, MappingError)
 
 
 def run_job(main_body: Callable[[argparse.Namespace, Config], int], args: argparse.Namespace) -> int:

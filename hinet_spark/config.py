@@ -40,7 +40,7 @@ TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 RESERVED_NAMES = frozenset({"_delta_log", "checkpoints", "petastorm_cache", "derby", "feature_specs",
                             "mlruns", "mlflow_artifacts", "spark_warehouse"})
 TABLE_KEYS = ("raw_exposures", "raw_clicks", "raw_orders", "oracle", "candidates", "synthetic_staging",
-              "samples", "quarantine", "scores", "scores_quarantine", "score_quality")
+              "samples", "quarantine", "scores", "scores_quarantine", "score_quality", "import_quarantine")
 
 
 # --------------------------------------------------------------------------------------
@@ -87,6 +87,7 @@ class StorageSection:
             "scores": "scores",
             "scores_quarantine": "scores_quarantine",
             "score_quality": "score_quality",
+            "import_quarantine": "import_quarantine",
         }
     )
 

@@ -22,13 +22,18 @@ from hinet_spark.config import Config, validate_synthetic
 from hinet_spark.io import drop_scratch_table, read_table, write_table
 from hinet_spark.progress import stage_progress
 from hinet_spark.spark import get_spark
+from hinet_spark import foreign_layout
 from hinet_spark.synthetic import date_range, generate, split
 
 logger = logging.getLogger("generate_synthetic")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return base_parser(__doc__.splitlines()[0])
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--foreign-layout", metavar="DIR",
+                        help="also write the logs to DIR in a made-up shop's own layout (Parquet, CSV, JSON; "
+                             "hinet_spark/foreign_layout.py), the worked example of docs/your_data.md")
+    return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -39,10 +44,15 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     validate_synthetic(cfg)  # the one job that needs the synthetic section to fit the scenarios
     spark = get_spark(cfg)
     with stage_progress(spark, cfg.spark.progress_seconds, "generate_synthetic"):
-        return _generate(spark, cfg)
+        _generate(spark, cfg)
+        if args.foreign_layout:
+            counts = foreign_layout.export(spark, cfg, args.foreign_layout)
+            logger.info("wrote the shop layout to %s: %s", args.foreign_layout,
+                        ", ".join(f"{k} {v} rows" for k, v in counts.items()))
+    return 0
 
 
-def _generate(spark, cfg: Config) -> int:
+def _generate(spark, cfg: Config) -> None:
     first, last, cand = date_range(cfg)
     # Stage every generated row once, then split the staged table into the raw tables.
     write_table(generate(spark, cfg), cfg, "synthetic_staging", partition_by=["dt"], scratch=True)
@@ -69,7 +79,6 @@ def _generate(spark, cfg: Config) -> int:
         drop_scratch_table(spark, cfg, "synthetic_staging")
     logger.info("generated %d days %s..%s (%d exposures/day) and candidates for %s",
                 cfg.synthetic.days, first, last, cfg.synthetic.exposures_per_day, cand)
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,209 @@
+"""import_logs: a user's tables in their own layout (Parquet, Delta, CSV, JSON, a catalog
+table) -> the raw tables, with the quarantine, the reconciliation and the mapping's errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pyspark.sql import functions as F
+
+from hinet_spark.config import load_config
+from hinet_spark.importing import MappingError, import_logs, load_mapping
+from hinet_spark.io import read_table
+from hinet_spark.samples import build_samples
+from jobs import generate_synthetic, import_logs as import_job
+
+REPO = Path(__file__).resolve().parent.parent
+SCENARIOS = "scenarios.names=[feed, banner]"
+FEATURES = ["features.numeric=[basket]", "features.categorical=[tier]", "features.hashed={user_id: 100}"]
+
+
+def write_mapping(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def cfg_for(tmp_path, *extra):
+    return load_config(None, [f"storage.root={tmp_path / 'data'}", SCENARIOS, *FEATURES, *extra])
+
+
+BASE_MAPPING = """
+time_zone: Asia/Shanghai
+scenarios: {{"1": feed, "2": banner}}
+exposures:
+  source: {{path: {src}/imps, format: csv, options: {{header: true}}}}
+  columns: {{exposure_id: id, request_id: req, user_id: who, item_id: what, scenario: slot, event_time: at}}
+  time: {{format: "yyyy-MM-dd HH:mm:ss"}}
+  features: {{basket_value: basket, level: tier}}
+clicks:
+  source: {{path: {src}/clicks, format: json}}
+  columns: {{exposure_id: id, click_time: ts}}
+  time: {{unit: ms}}
+orders:
+  source: {{path: {src}/orders, format: delta}}
+  columns: {{exposure_id: id, order_time: ts}}
+  defaults: {{amount: 1.0}}
+  time: {{unit: s}}
+candidates:
+  source: {{table: their_candidates}}
+  columns: {{exposure_id: id, request_id: req, user_id: who, item_id: what, scenario: slot, event_time: at}}
+  features: {{basket_value: basket, level: tier}}
+"""
+
+
+def _epoch_ms(text: str) -> int:
+    return int(dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC).timestamp() * 1000)
+
+
+@pytest.fixture()
+def their_logs(spark, tmp_path):
+    """Hand-made tables in a foreign layout, with one row for every way to break the contract."""
+    src = tmp_path / "theirs"
+    imps = pd.DataFrame([
+        # id, req, who, what, slot, at (Shanghai wall clock), basket_value, level
+        ("x1", "r1", "7", "i1", "1", "2026-01-01 08:30:00", "12.5", "gold"),   # = 2026-01-01 00:30 UTC
+        ("x2", "r1", "8", "i2", "2", "2026-01-02 07:59:00", "3", "silver"),    # = 2026-01-01 23:59 UTC
+        ("x3", "r2", "9", "i3", "1", "2026-01-02 08:00:00", "1", "gold"),      # = 2026-01-02 00:00 UTC: outside
+        ("x4", "r2", None, "i1", "1", "2026-01-01 09:00:00", "1", "gold"),     # null user
+        ("x5", "r3", "7", "i1", "1", "yesterday", "1", "gold"),                # unparseable time
+        ("x6", "r3", "7", "i2", "3", "2026-01-01 10:00:00", "1", "gold"),      # unknown slot
+        ("x7", "r4", "7", "i2", "2", "2026-01-01 11:00:00", "lots", "gold"),   # basket not a number
+    ], columns=["id", "req", "who", "what", "slot", "at", "basket_value", "level"])
+    spark.createDataFrame(imps).write.option("header", "true").csv(str(src / "imps"))
+    clicks = [{"id": "x1", "ts": _epoch_ms("2026-01-01T00:31:00")}, {"id": "x2", "ts": "soon"}]
+    (src / "clicks").mkdir(parents=True)
+    (src / "clicks" / "part.json").write_text("\n".join(json.dumps(c) for c in clicks) + "\n")
+    orders = spark.createDataFrame([("x1", 1767228000)], "id string, ts long")  # 2026-01-01 00:40 UTC
+    orders.write.format("delta").save(str(src / "orders"))
+    spark.createDataFrame([("c1", "r9", "7", "i1", "2", "2026-01-03 12:00:00", "2", "gold")],
+                          "id string, req string, who string, what string, slot string, at string, "
+                          "basket_value string, level string").createOrReplaceTempView("their_candidates")
+    return src
+
+
+def test_every_format_with_bad_rows_quarantined_and_reconciled(spark, tmp_path, their_logs):
+    cfg = cfg_for(tmp_path)
+    mapping = load_mapping(write_mapping(tmp_path / "m.yaml", BASE_MAPPING.format(src=their_logs)), cfg)
+    report = import_logs(spark, cfg, mapping, "2026-01-01", "2026-01-01")
+    assert report.counts["raw_exposures"] == {"read": 7, "imported": 2, "quarantined": 4, "outside": 1}
+    assert report.quarantined["raw_exposures"] == {"null:user_id": 1, "bad_time:event_time": 1,
+                                                   "unknown_scenario": 1, "bad_type:basket": 1}
+    assert report.counts["raw_clicks"] == {"read": 2, "imported": 1, "quarantined": 1, "outside": 0}
+    assert report.quarantined["raw_clicks"] == {"bad_time:click_time": 1}
+    assert report.counts["candidates"] == {"read": 1, "imported": 0, "quarantined": 0, "outside": 1}
+    exp = {r["exposure_id"]: r for r in read_table(spark, cfg, "raw_exposures").collect()}
+    assert sorted(exp) == ["x1", "x2"]
+    # wall-clock time in Asia/Shanghai -> UTC, the date of the UTC time, ids as strings, features cast
+    assert exp["x1"]["event_time"] == dt.datetime(2026, 1, 1, 0, 30) and exp["x1"]["dt"] == dt.date(2026, 1, 1)
+    assert exp["x2"]["event_time"] == dt.datetime(2026, 1, 1, 23, 59)
+    assert exp["x1"]["scenario"] == "feed" and exp["x2"]["scenario"] == "banner" and exp["x1"]["user_id"] == "7"
+    assert exp["x1"]["basket"] == 12.5 and exp["x1"]["tier"] == "gold"
+    clicks = read_table(spark, cfg, "raw_clicks").collect()
+    assert [(r["exposure_id"], r["click_time"]) for r in clicks] == [("x1", dt.datetime(2026, 1, 1, 0, 31))]
+    orders = read_table(spark, cfg, "raw_orders").collect()
+    assert [(r["order_time"], r["amount"]) for r in orders] == [(dt.datetime(2026, 1, 1, 0, 40), 1.0)]
+    q = read_table(spark, cfg, "import_quarantine")
+    bad_time = q.where("reason = 'bad_time:event_time'").first()
+    assert bad_time["dt"] is None and json.loads(bad_time["record"])["at"] == "yesterday"  # their row, as it was
+    # the data report: one row per configured scenario
+    assert [(r["scenario"], r["rows"], r["ctr"], r["ctcvr"]) for r in report.per_scenario] == \
+        [("feed", 1, 1.0, 1.0), ("banner", 1, 0.0, 0.0)]
+    assert report.null_rates == {"basket": 0.0, "tier": 0.0}
+
+    # idempotent per date: a rerun leaves the same tables; the next day's import takes x3 and the candidate
+    import_logs(spark, cfg, mapping, "2026-01-01", "2026-01-01")
+    assert read_table(spark, cfg, "raw_exposures").count() == 2
+    assert read_table(spark, cfg, "import_quarantine").count() == 5
+    nxt = import_logs(spark, cfg, mapping, "2026-01-02", "2026-01-03")
+    assert nxt.counts["raw_exposures"]["imported"] == 1 and nxt.counts["candidates"]["imported"] == 1
+    assert read_table(spark, cfg, "raw_exposures").count() == 3
+    # the imported tables are what build_features reads
+    built = build_samples(spark, load_config(None, [f"storage.root={tmp_path / 'data'}", SCENARIOS, *FEATURES,
+                                                    "features.min_count=1"]), "2026-01-01", "2026-01-02")
+    assert built.used["raw_exposures"] == 3
+
+
+def test_flags_on_the_exposure_rows(spark, tmp_path):
+    rows = [{"id": "a", "at": 1767225600, "slot": "feed", "u": 1, "clk": 1, "buy": 1},
+            {"id": "b", "at": 1767225700, "slot": "banner", "u": 2, "clk": 1, "buy": 0},
+            {"id": "c", "at": 1767225800, "slot": "banner", "u": 3, "clk": 0, "buy": 0}]
+    spark.createDataFrame(pd.DataFrame(rows)).write.parquet(str(tmp_path / "log"))
+    mapping = write_mapping(tmp_path / "flags.yaml", f"""
+exposures:
+  source: {{path: {tmp_path / 'log'}, format: parquet}}
+  columns: {{exposure_id: id, user_id: u, scenario: slot, event_time: at}}
+  defaults: {{request_id: none, item_id: none}}
+  time: {{unit: s}}
+clicks: {{flag: clk}}
+orders: {{flag: buy}}
+""")
+    cfg = cfg_for(tmp_path, "features.numeric=[]", "features.categorical=[]")
+    report = import_logs(spark, cfg, load_mapping(mapping, cfg), "2026-01-01", "2026-01-01")
+    assert report.counts["raw_clicks"]["imported"] == 2 and report.counts["raw_orders"]["imported"] == 1
+    assert [(r["scenario"], r["ctr"], r["ctcvr"]) for r in report.per_scenario] == \
+        [("feed", 1.0, 1.0), ("banner", 0.5, 0.0)]
+
+
+@pytest.mark.parametrize("text, key, problem", [
+    ("exposures: {source: {path: x, format: orc}}", "exposures.source", "expected {table: NAME}"),
+    ("exposures: {source: {table: t}, colums: {}}", "exposures.colums", "unknown key"),
+    ("scenarios: {'7': homepage}\nexposures: {}", "scenarios.7", "'homepage' is not one of scenarios.names"),
+    ("exposures: {source: {table: t}, columns: {exposure_id: id}}", "exposures.columns",
+     r"no column for \['request_id', 'user_id', 'item_id', 'scenario', 'event_time'\]"),
+    ("exposures: {source: {table: t}, columns: {label: y}}", "exposures.columns.label",
+     "not a column of the raw_exposures contract"),
+    ("exposures: {source: {table: t}, columns: {exposure_id: a, request_id: b, user_id: c, item_id: d, "
+     "scenario: e, event_time: f}, time: {unit: minutes}}", "exposures.time.unit", "'minutes': expected one of"),
+])
+def test_mapping_errors_name_the_file_and_key(tmp_path, text, key, problem):
+    path = write_mapping(tmp_path / "bad.yaml", text)
+    with pytest.raises(MappingError, match=f"{path}: {key}: {problem}"):
+        load_mapping(path, load_config(None, ["scenarios.names=[feed, banner]"]))
+
+
+def test_a_mapped_column_their_table_lacks_stops_the_job_naming_file_and_key(spark, tmp_path, their_logs, capfd):
+    text = BASE_MAPPING.format(src=their_logs).replace("user_id: who", "user_id: customer")
+    path = write_mapping(tmp_path / "m.yaml", text)
+    args = ["--mapping", str(path), "--date", "2026-01-01", "--set", f"storage.root={tmp_path / 'data'}",
+            "--set", SCENARIOS, *[x for f in FEATURES for x in ("--set", f)]]
+    assert import_job.main(args) == 1  # the job's log goes to stderr
+    assert f"job failed: {path}: exposures.columns.user_id: 'customer' is not a column of csv {their_logs}/imps " \
+           "(its columns: ['at', 'basket_value', 'id', 'level', 'req', 'slot', 'what', 'who'])" in capfd.readouterr().err
+    assert not (tmp_path / "data" / "raw_exposures").exists()  # nothing written
+
+
+@pytest.mark.slow
+def test_the_shop_example_round_trips(spark, tmp_path, monkeypatch):
+    # docs/your_data.md: the synthetic logs in a shop's own layout (Parquet with epoch ms, CSV with
+    # Shanghai wall-clock times, JSON with epoch seconds), imported back with the committed files
+    monkeypatch.chdir(tmp_path)
+    source = ["--set", "storage.root=data/shop_source", "--set", "synthetic.days=2",
+              "--set", "synthetic.exposures_per_day=3000", "--set", "synthetic.candidates_per_day=500",
+              "--set", "synthetic.calibration_rows_per_scenario=2000"]
+    assert generate_synthetic.main([*source, "--foreign-layout", "data/shop_logs"]) == 0
+    conf, mapping = REPO / "conf" / "shop.yaml", REPO / "conf" / "mappings" / "shop_logs.yaml"
+    assert import_job.main(["--conf", str(conf), "--mapping", str(mapping),
+                            "--start-date", "2026-01-01", "--end-date", "2026-01-03"]) == 0
+    shop = load_config(conf, [])
+    original = load_config(None, [x for x in source[1::2]])
+    # (their user ids are numbers: "u17" there is 17 here)
+    for key, cols in (("raw_exposures", ["exposure_id", "request_id", "item_id", "event_time", "dt"]),
+                      ("raw_clicks", ["exposure_id", "click_time", "dt"]), ("raw_orders", ["exposure_id", "order_time"]),
+                      ("candidates", ["exposure_id", "item_id", "event_time"])):
+        got = read_table(spark, shop, key).select(*cols)
+        want = read_table(spark, original, key).select(*cols)
+        assert got.exceptAll(want).count() == 0 and want.exceptAll(got).count() == 0, key
+    q = read_table(spark, shop, "import_quarantine").groupBy("source", "reason").count().collect()
+    assert sorted((r["source"], r["reason"], r["count"]) for r in q) == [
+        ("raw_clicks", "bad_time:click_time", 3), ("raw_exposures", "unknown_scenario", 3),
+        ("raw_orders", "bad_type:amount", 3)]
+    prices = read_table(spark, shop, "raw_exposures").agg(F.min("price_cents")).first()[0]
+    assert prices >= 0
+    shutil.rmtree("data/shop_source")  # the shop's tables hold no oracle: real-log rules apply
+    report = build_samples(spark, shop, "2026-01-01", "2026-01-02")
+    assert report.used["raw_exposures"] == 6000 - sum(report.quarantined.get("raw_exposures", {}).values())
