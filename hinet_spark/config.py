@@ -190,6 +190,7 @@ class TrainSection:
     threads_per_worker: int = 1
     batch_size: int = 1024
     learning_rate: float = 0.001
+    weight_decay: float = 0.0  # Adam's L2 on the dense parameters (the id tables' SparseAdam has none)
     epochs: int = 1  # measured: validation AUC peaks within the first epoch (docs/benchmarks.md)
     validations_per_epoch: int = 4  # evenly spaced validations per epoch (the last after its last step)
     val_every_steps: int | None = None  # validate every N steps instead (None: validations_per_epoch)
@@ -418,6 +419,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"train.val_every_steps: must be > 0 or null, got {tr.val_every_steps}")
     if tr.learning_rate <= 0:
         raise ConfigError(f"train.learning_rate: must be > 0, got {tr.learning_rate}")
+    if tr.weight_decay < 0:
+        raise ConfigError(f"train.weight_decay: must be >= 0, got {tr.weight_decay}")
     unknown = sorted(set(tr.scenario_weights) - set(names))
     if unknown:
         raise ConfigError(f"train.scenario_weights: unknown scenarios {unknown}; known: {list(names)}")

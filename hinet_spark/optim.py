@@ -46,7 +46,7 @@ class SplitOptimizer:
     """``Adam`` for the dense parameters and, with sparse tables, ``SparseAdam`` for them;
     one object with the optimizer methods training uses."""
 
-    def __init__(self, model: nn.Module, lr: float, sparse: bool) -> None:
+    def __init__(self, model: nn.Module, lr: float, sparse: bool, weight_decay: float = 0.0) -> None:
         tables = id_tables(model) if sparse else []
         for t in tables:
             t.sparse = True
@@ -54,7 +54,8 @@ class SplitOptimizer:
         named = list(model.named_parameters())
         self.dense_params = [(n, p) for n, p in named if id(p) not in in_tables]
         self.sparse_params = [(n, p) for n, p in named if id(p) in in_tables]
-        self.dense = torch.optim.Adam([p for _, p in self.dense_params], lr=lr)
+        # weight decay (L2, Adam's own) on the dense parameters: SparseAdam has none
+        self.dense = torch.optim.Adam([p for _, p in self.dense_params], lr=lr, weight_decay=weight_decay)
         self.sparse = torch.optim.SparseAdam([p for _, p in self.sparse_params], lr=lr) if tables else None
 
     @property

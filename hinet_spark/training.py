@@ -215,7 +215,8 @@ def _train(p: Payload) -> dict | None:
     model = build_model(spec).to(device)
     if p.init_state is not None:
         model.load_state_dict(p.init_state)  # checked on the driver: same architecture and spec
-    opt = SplitOptimizer(model, t.learning_rate, use_sparse(t.sparse_embeddings, t.launcher, t.use_gpu))
+    opt = SplitOptimizer(model, t.learning_rate, use_sparse(t.sparse_embeddings, t.launcher, t.use_gpu),
+                         t.weight_decay)
     ckpt_dir = Path(p.checkpoint_dir)
     start_epoch, best, bad, history, best_state = 0, -math.inf, 0, [], None
     latest = ckpt_dir / "latest.pt"

@@ -1,0 +1,261 @@
+"""Choose the model on your own samples table (``jobs/compare_models.py``).
+
+Every model trains through the project's own :func:`~hinet_spark.training.fit` (local
+launcher) on the configured splits. For each model a small grid (``--grid KEY=V1,V2``:
+learning rate, embedding size, weight decay by default) is tried with seed 0 and the setting
+with the best *validation* mean AUC is kept; the test split is read only to report. The kept
+setting then trains with ``--seeds`` seeds. Differences against HiNet are paired by seed
+(same data, same seed), with a t-interval over the seeds. The recommendation compares HiNet
+with the baseline that had the best validation AUC (chosen without looking at test).
+Comparison runs log to ``<mlflow.experiment>-comparisons`` and never register a model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import logging
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from hinet_spark.config import Config, ConfigError, load_config
+from hinet_spark.evaluation import TASKS, auc
+from hinet_spark.io import read_table, table_exists
+from hinet_spark.models.registry import MODELS
+from hinet_spark.training import fit
+
+logger = logging.getLogger(__name__)
+
+BASELINES = ("shared_bottom", "mmoe", "hmoe", "ple", "star")
+DEFAULT_GRID = ("train.learning_rate=0.001,0.003", "model.embedding_dim=8,16", "train.weight_decay=0,0.00001")
+
+
+@dataclass
+class Run:
+    model: str
+    seed: int
+    setting: dict[str, str]
+    val_mean: float | None
+    test_mean: float | None
+    test_auc: dict[str, dict[str, float | None]]
+    test_logloss: dict[str, dict[str, float]]
+    seconds: float
+
+
+@dataclass
+class Comparison:
+    models: list[str]
+    scenarios: list[str]
+    dates: dict[str, tuple[str, str]]
+    rows: dict[str, int]  # test rows per scenario
+    positives: dict[str, dict[str, int]]  # task -> scenario -> test positives
+    chosen: dict[str, dict[str, str]] = field(default_factory=dict)  # model -> setting
+    tuning: list[Run] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
+    oracle: dict[str, dict[str, float | None]] | None = None
+    seconds: float = 0.0
+
+
+def parse_grid(specs: list[str], cfg: Config) -> list[dict[str, str]]:
+    """``KEY=V1,V2`` strings -> every combination, each checked against the config."""
+    axes = []
+    for spec in specs:
+        key, _, values = spec.partition("=")
+        if not values:
+            raise ConfigError(f"--grid {spec!r}: expected KEY=V1,V2,... (e.g. train.learning_rate=0.001,0.003)")
+        axes.append([(key.strip(), v.strip()) for v in values.split(",") if v.strip()])
+    points = [dict(p) for p in itertools.product(*axes)] if axes else [{}]
+    for p in points:
+        load_config(None, [f"{k}={v}" for k, v in p.items()])  # a bad key or value: named now, not after hours
+    return points
+
+
+def _with(cfg: Config, overrides: dict[str, str]) -> Config:
+    """``cfg`` with dotted-key overrides (through the config's own coercion and checks)."""
+    ref = load_config(None, [f"{k}={v}" for k, v in overrides.items()])
+    for key in overrides:
+        section, name = key.split(".", 1)
+        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(
+            getattr(cfg, section), **{name: getattr(getattr(ref, section), name)})})
+    return cfg
+
+
+def _run(spark: SparkSession, cfg: Config, model: str, seed: int, setting: dict[str, str]) -> Run:
+    tag = "-".join([model, str(seed), *(v for v in setting.values())]).replace("/", "_")
+    ckpt = f"{cfg.train.checkpoint_dir or cfg.storage.root + '/checkpoints'}/compare/{tag}"
+    run_cfg = _with(cfg, {**setting, "model.name": model, "train.seed": str(seed), "train.checkpoint_dir": ckpt})
+    began = time.perf_counter()
+    result = fit(spark, run_cfg)
+    seconds = time.perf_counter() - began
+    logger.info("%s seed %d %s: validation mean AUC %.4f, test %.4f (%.0f s)", model, seed,
+                " ".join(f"{k}={v}" for k, v in setting.items()) or "(config)", result.val.mean_auc or float("nan"),
+                result.test.mean_auc or float("nan"), seconds)
+    return Run(model, seed, setting, result.val.mean_auc, result.test.mean_auc, result.test.auc,
+               result.test.logloss, seconds)
+
+
+def compare(spark: SparkSession, cfg: Config, models: list[str], seeds: int, grid: list[dict[str, str]]
+            ) -> Comparison:
+    """Tune each model on validation, train it with ``seeds`` seeds, report on test."""
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise ConfigError(f"--models: unknown {unknown}; known: {sorted(MODELS)}")
+    if "hinet" not in models:
+        raise ConfigError("--models: include hinet (every model is compared with it)")
+    if seeds < 2:
+        raise ConfigError(f"--seeds: at least 2 for an interval, got {seeds}")
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, launcher="local"),
+                              mlflow=dataclasses.replace(cfg.mlflow, register=False))
+    began = time.perf_counter()
+    out = _frame(spark, cfg, models)
+    with _quiet_training():
+        for model in models:
+            tried = [_run(spark, cfg, model, 0, point) for point in grid]
+            best = max(tried, key=lambda r: -1.0 if r.val_mean is None else r.val_mean)
+            out.tuning += tried
+            out.chosen[model] = best.setting
+            out.runs += [best] + [_run(spark, cfg, model, seed, best.setting) for seed in range(1, seeds)]
+    out.seconds = time.perf_counter() - began
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_training() -> Iterator[None]:
+    """One line per training run (this module's), not each run's progress lines; all of them
+    with --log-level DEBUG."""
+    names = ("hinet_spark.training", "hinet_spark.data", "hinet_spark.reader")
+    levels = {n: logging.getLogger(n).level for n in names}
+    if not logger.isEnabledFor(logging.DEBUG):
+        for n in names:
+            logging.getLogger(n).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for n, level in levels.items():
+            logging.getLogger(n).setLevel(level)
+
+
+def _frame(spark: SparkSession, cfg: Config, models: list[str]) -> Comparison:
+    """Split dates, test counts, and the oracle's AUC where generate_synthetic left an oracle."""
+    from hinet_spark.data import split_dates
+
+    dates = split_dates(cfg)
+    a, b = dates["test"]
+    test = read_table(spark, cfg, "samples").where(F.col("dt").between(a, b))
+    agg = test.groupBy("scenario").agg(F.count("*").alias("n"), F.sum("label_ctr").alias("ctr"),
+                                       F.sum("label_ctcvr").alias("ctcvr")).collect()
+    by = {r["scenario"]: r for r in agg}
+    names = list(cfg.scenarios.names)
+    rows = {s: int(by[s]["n"]) if s in by else 0 for s in names}
+    positives = {t: {s: int(by[s][t] or 0) if s in by else 0 for s in names} for t in TASKS}
+    oracle = None
+    if table_exists(spark, cfg, "oracle"):
+        pdf = test.select("exposure_id", "scenario", "label_ctr", "label_ctcvr").join(
+            read_table(spark, cfg, "oracle").select("exposure_id", "p_ctr", "p_ctcvr"), "exposure_id").toPandas()
+        oracle = {t: {s: auc(g[f"label_{t}"].to_numpy(), g[f"p_{t}"].to_numpy()) for s, g in pdf.groupby("scenario")}
+                  for t in TASKS}
+    return Comparison(models, names, dates, rows, positives, oracle=oracle)
+
+
+def interval(diffs: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and t-interval of paired differences."""
+    from scipy import stats
+
+    mean = float(np.mean(diffs))
+    if len(diffs) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(diffs) - 1)) * statistics.stdev(diffs) / len(diffs) ** 0.5
+    return mean, mean - half, mean + half
+
+
+def paired(c: Comparison, model: str, against: str = "hinet") -> list[float]:
+    base = {r.seed: r.test_mean for r in c.runs if r.model == against}
+    return [r.test_mean - base[r.seed] for r in c.runs
+            if r.model == model and r.test_mean is not None and base.get(r.seed) is not None]
+
+
+def recommendation(c: Comparison) -> tuple[str, dict[str, Any]]:
+    """HiNet against the baseline with the best mean validation AUC."""
+    val = {m: statistics.mean(r.val_mean for r in c.runs if r.model == m and r.val_mean is not None)
+           for m in c.models}
+    baselines = [m for m in c.models if m != "hinet" and not m.startswith("hinet_")]
+    if not baselines:
+        return "no baseline compared (add one to --models)", {}
+    best = max(baselines, key=lambda m: val[m])
+    diffs = [-d for d in paired(c, best)]  # HiNet - best baseline
+    mean, lo, hi = interval(diffs)
+    verdict = "HiNet is better" if lo > 0 else "HiNet is worse" if hi < 0 else "not distinguishable"
+    text = (f"HiNet vs best baseline ({best}, chosen on validation): test mean AUC {mean:+.4f} "
+            f"[{lo:+.4f}, {hi:+.4f}] (95% t-interval over {len(diffs)} paired seeds): {verdict}")
+    if verdict == "not distinguishable":
+        text += "; either serves, prefer the cheaper one or add seeds / data to decide"
+    elif verdict == "HiNet is worse":
+        text += f"; train {best} (train_hinet --set model.name={best}) on this data"
+    return text, {"baseline": best, "mean": mean, "lo": lo, "hi": hi, "verdict": verdict}
+
+
+def _fmt(values: list[float | None]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def render(c: Comparison) -> str:
+    """The report, as markdown (also the job's log)."""
+    s, models = c.scenarios, c.models
+    seeds = len({r.seed for r in c.runs})
+    lines = [f"Splits: train {c.dates['train'][0]}..{c.dates['train'][1]}, validation {c.dates['val'][0]}.."
+             f"{c.dates['val'][1]}, test {c.dates['test'][0]}..{c.dates['test'][1]}; {seeds} seeds; "
+             f"{len(c.tuning) + len(c.runs) - len(c.models)} training runs in {c.seconds / 60:.1f} min.", "",
+             "Test rows and positives per scenario:", "",
+             "| | " + " | ".join(s) + " |", "|---|" + "---|" * len(s),
+             "| rows | " + " | ".join(f"{c.rows[x]:,}" for x in s) + " |",
+             *[f"| {t.upper()} positives | " + " | ".join(f"{c.positives[t][x]:,}" for x in s) + " |" for t in TASKS],
+             "", "Test AUC, mean ± std over seeds:", "",
+             "| model | " + " | ".join(f"{x} {t.upper()}" for t in TASKS for x in s) + " | mean |",
+             "|---|" + "---|" * (2 * len(s) + 1)]
+    for m in models:
+        runs = [r for r in c.runs if r.model == m]
+        lines.append(f"| {m} | " + " | ".join(_fmt([r.test_auc[t][x] for r in runs]) for t in TASKS for x in s)
+                     + f" | {_fmt([r.test_mean for r in runs])} |")
+    if c.oracle:
+        means = [v for t in TASKS for v in c.oracle[t].values() if v is not None]
+        lines.append("| *oracle (true p)* | " + " | ".join(_fmt([c.oracle[t].get(x)]) for t in TASKS for x in s)
+                     + f" | {statistics.mean(means):.4f} |")
+    lines += ["", "Test logloss, mean over seeds:", "",
+              "| model | " + " | ".join(f"{x} {t.upper()}" for t in TASKS for x in s) + " |",
+              "|---|" + "---|" * (2 * len(s))]
+    for m in models:
+        runs = [r for r in c.runs if r.model == m]
+        lines.append(f"| {m} | " + " | ".join(
+            f"{statistics.mean(r.test_logloss[t][x] for r in runs):.4f}" for t in TASKS for x in s) + " |")
+    lines += ["", "Paired by seed against HiNet (test mean AUC, model - HiNet), 95% t-interval:", "",
+              "| model | per seed | mean [lo, hi] |", "|---|---|---|"]
+    for m in models:
+        if m == "hinet":
+            continue
+        d = paired(c, m)
+        mean, lo, hi = interval(d)
+        lines.append(f"| {m} | {', '.join(f'{x:+.4f}' for x in d)} | {mean:+.4f} [{lo:+.4f}, {hi:+.4f}] |")
+    lines += ["", "Settings chosen on validation (seed 0; the grid's best mean AUC):", "",
+              "| model | setting | validation mean AUC | tried |", "|---|---|---|---|"]
+    for m in models:
+        tried = [r for r in c.tuning if r.model == m]
+        best = max((r.val_mean or -1.0) for r in tried)
+        setting = " ".join(f"{k}={v}" for k, v in c.chosen[m].items()) or "(config)"
+        lines.append(f"| {m} | {setting} | {best:.4f} | "
+                     + ", ".join(f"{r.val_mean or float('nan'):.4f}" for r in tried) + " |")
+    text, _ = recommendation(c)
+    lines += ["", f"**Recommendation:** {text}."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,76 @@
+"""compare_models: paired intervals, the recommendation, the grid, and one end-to-end run on
+a small samples table (with its oracle row, in the comparisons experiment, nothing registered)."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from hinet_spark.compare import Comparison, Run, interval, parse_grid, recommendation
+from hinet_spark.config import ConfigError, load_config
+from hinet_spark.samples import build_samples
+from jobs import compare_models, generate_synthetic
+
+
+def test_interval_is_the_t_interval_of_the_paired_differences():
+    mean, lo, hi = interval([0.01, 0.02, 0.03])
+    # sd 0.01, n 3, t(0.975, 2) = 4.3027
+    assert mean == pytest.approx(0.02) and hi - mean == pytest.approx(4.3027 * 0.01 / 3 ** 0.5, rel=1e-4)
+    assert lo == pytest.approx(2 * mean - hi)
+
+
+def _comparison(test: dict[str, list[float]], val: dict[str, float]) -> Comparison:
+    c = Comparison(list(test), ["a", "b"], {}, {}, {})
+    for model, values in test.items():
+        c.runs += [Run(model, seed, {}, val[model], v, {}, {}, 1.0) for seed, v in enumerate(values)]
+    return c
+
+
+def test_recommendation_uses_the_baseline_best_on_validation_and_says_which_way():
+    better = _comparison({"hinet": [0.71, 0.72, 0.73], "mmoe": [0.70, 0.70, 0.71], "ple": [0.75, 0.76, 0.77]},
+                         {"hinet": 0.7, "mmoe": 0.69, "ple": 0.60})  # ple is best on test, not on validation
+    text, rec = recommendation(better)
+    assert rec["baseline"] == "mmoe" and rec["verdict"] == "HiNet is better" and rec["lo"] > 0
+    assert text.startswith("HiNet vs best baseline (mmoe, chosen on validation): test mean AUC +0.0167 [")
+    worse = _comparison({"hinet": [0.70, 0.71, 0.72], "star": [0.72, 0.73, 0.74]}, {"hinet": 0.7, "star": 0.7})
+    assert recommendation(worse)[1]["verdict"] == "HiNet is worse"
+    assert "train star (train_hinet --set model.name=star)" in recommendation(worse)[0]
+    noisy = _comparison({"hinet": [0.70, 0.75, 0.70], "mmoe": [0.72, 0.70, 0.71]}, {"hinet": 0.7, "mmoe": 0.7})
+    assert recommendation(noisy)[1]["verdict"] == "not distinguishable"
+
+
+def test_grid_points_are_checked_before_any_training():
+    cfg = load_config(None, [])
+    assert len(parse_grid(["train.learning_rate=0.001,0.003", "model.embedding_dim=8,16"], cfg)) == 4
+    with pytest.raises(ConfigError, match=r"train\.learning_rate: must be > 0, got -1.0"):
+        parse_grid(["train.learning_rate=0.001,-1"], cfg)
+    with pytest.raises(ConfigError, match=r"--grid 'model.embedding_dim': expected KEY=V1,V2"):
+        parse_grid(["model.embedding_dim"], cfg)
+
+
+@pytest.mark.slow
+def test_compare_models_end_to_end(spark, tmp_path, capfd):
+    root = tmp_path / "data"
+    data = [f"storage.root={root}", "synthetic.days=4", "synthetic.exposures_per_day=6000",
+            "synthetic.candidates_per_day=0", "synthetic.calibration_rows_per_scenario=2000"]
+    assert generate_synthetic.main([x for o in data for x in ("--set", o)]) == 0
+    build_samples(spark, load_config(None, data), "2026-01-01", "2026-01-04")
+    small = [*data, "model.embedding_dim=4", "model.sei_hidden=[16]", "model.cgc_hidden=[16]",
+             "model.tower_hidden=[8]", "model.bottom_hidden=[16]", "train.batch_size=512", "train.max_steps_per_epoch=5"]
+    out = tmp_path / "report.md"
+    assert compare_models.main([*[x for o in small for x in ("--set", o)], "--end-date", "2026-01-04",
+                                "--models", "hinet,shared_bottom", "--seeds", "2",
+                                "--grid", "train.learning_rate=0.001,0.01", "--out", str(out)]) == 0
+    report = out.read_text()
+    assert "test 2026-01-04..2026-01-04; 2 seeds; 6 training runs" in report
+    assert "| *oracle (true p)* |" in report  # generate_synthetic's oracle table is there
+    assert "| shared_bottom | train.learning_rate=" in report
+    assert "**Recommendation:** HiNet vs best baseline (shared_bottom, chosen on validation)" in report
+    assert "recommendation: HiNet vs best baseline" in capfd.readouterr().err
+    mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("hinet-spark-comparisons")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1 and runs[0].data.tags["recommendation"].startswith("HiNet vs best baseline")
+    assert client.search_registered_models() == []  # nothing registered, no alias moved
