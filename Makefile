@@ -17,12 +17,12 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
-# The feature pipeline, training with the runtime's launcher, and scoring, in an environment
+# The feature pipeline, training with the runtime's launcher, scoring and importing, in an environment
 # pinned like a Databricks LTS ML runtime (envs/$(RUNTIME).txt): RUNTIME=dbr15.4 or dbr17.3.
 test-runtime:
 	bash scripts/setup.sh --runtime $(RUNTIME)
 	PYTHONPATH=$(CURDIR) HINET_JARS_DIR=$(HOME)/.cache/hinet-spark/jars $(RUNTIME_PY) -m pytest -p no:cacheprovider \
-	  tests/test_reader.py tests/test_features.py tests/test_training.py tests/test_scoring.py
+	  tests/test_reader.py tests/test_features.py tests/test_training.py tests/test_scoring.py tests/test_import.py
 
 demo: setup
 	$(PY) jobs/generate_synthetic.py --conf $(CONF)

@@ -48,6 +48,7 @@ class Run:
     test_auc: dict[str, dict[str, float | None]]
     test_logloss: dict[str, dict[str, float]]
     seconds: float
+    notes: tuple[str, ...] = ()  # the test evaluation's notes (undefined AUCs)
 
 
 @dataclass
@@ -99,7 +100,7 @@ def _run(spark: SparkSession, cfg: Config, model: str, seed: int, setting: dict[
                 " ".join(f"{k}={v}" for k, v in setting.items()) or "(config)", result.val.mean_auc or float("nan"),
                 result.test.mean_auc or float("nan"), seconds)
     return Run(model, seed, setting, result.val.mean_auc, result.test.mean_auc, result.test.auc,
-               result.test.logloss, seconds)
+               result.test.logloss, seconds, tuple(result.test.notes))
 
 
 def compare(spark: SparkSession, cfg: Config, models: list[str], seeds: int, grid: list[dict[str, str]]
@@ -129,13 +130,13 @@ def compare(spark: SparkSession, cfg: Config, models: list[str], seeds: int, gri
 
 @contextlib.contextmanager
 def _quiet_training() -> Iterator[None]:
-    """One line per training run (this module's), not each run's progress lines; all of them
-    with --log-level DEBUG."""
+    """One line per training run (this module's), not each run's progress lines and notes
+    (the report lists the notes once); all of them with --log-level DEBUG."""
     names = ("hinet_spark.training", "hinet_spark.data", "hinet_spark.reader")
     levels = {n: logging.getLogger(n).level for n in names}
     if not logger.isEnabledFor(logging.DEBUG):
         for n in names:
-            logging.getLogger(n).setLevel(logging.WARNING)
+            logging.getLogger(n).setLevel(logging.ERROR)
     try:
         yield
     finally:
@@ -256,6 +257,9 @@ def render(c: Comparison) -> str:
         setting = " ".join(f"{k}={v}" for k, v in c.chosen[m].items()) or "(config)"
         lines.append(f"| {m} | {setting} | {best:.4f} | "
                      + ", ".join(f"{r.val_mean or float('nan'):.4f}" for r in tried) + " |")
+    notes = sorted({n for r in c.runs for n in r.notes})
+    if notes:
+        lines += ["", "Notes (n/a above):", "", *[f"- test: {n}" for n in notes]]
     text, _ = recommendation(c)
     lines += ["", f"**Recommendation:** {text}."]
     return "\n".join(lines) + "\n"

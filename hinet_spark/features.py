@@ -45,7 +45,7 @@ def drop_colliding_columns(df: DataFrame, contract: Sequence[str], features: Seq
     return df.drop(*clash)
 
 
-def _first_reason(checks: Sequence[tuple[Column, str]]) -> Column:
+def first_reason(checks: Sequence[tuple[Column, str]]) -> Column:
     """The reason of the first failing check, or null when all pass."""
     out: Column = F.lit(None).cast("string")
     for failed, reason in reversed(list(checks)):
@@ -113,7 +113,7 @@ def check_exposures(exposures: DataFrame, scenarios: Sequence[str],
         exposures = exposures.join(
             seen_ids.select("exposure_id").distinct().withColumn("_seen", F.lit(True)), "exposure_id", "left")
         checks.append((F.col("_seen").isNotNull(), "duplicate_exposure"))
-    tagged = exposures.withColumn("_reason", _first_reason(checks))
+    tagged = exposures.withColumn("_reason", first_reason(checks))
     first = Window.partitionBy("exposure_id", F.col("_reason").isNull()).orderBy(
         F.col("event_time").asc_nulls_last(), _tiebreak(exposures))
     tagged = tagged.withColumn("_rank", F.row_number().over(first)).withColumn(
@@ -145,7 +145,7 @@ def _scope_events(events: DataFrame, exposures_all: DataFrame, start: str, end: 
 def _tag(events: DataFrame, checks: Sequence[tuple[Column, str]], time_col: str) -> DataFrame:
     """``_reason`` = first failing check; among an exposure's valid events all but the
     earliest become ``duplicate_event``."""
-    tagged = events.withColumn("_reason", _first_reason(checks))
+    tagged = events.withColumn("_reason", first_reason(checks))
     rank = Window.partitionBy("exposure_id", F.col("_reason").isNull()).orderBy(time_col, _tiebreak(events))
     return tagged.withColumn("_rank", F.row_number().over(rank)).withColumn(
         "_reason", F.when(F.col("_reason").isNull() & (F.col("_rank") > 1), F.lit("duplicate_event"))

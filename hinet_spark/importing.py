@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from hinet_spark.config import Config
-from hinet_spark.features import _first_reason
+from hinet_spark.features import first_reason
 from hinet_spark.io import read_table, write_table
 from hinet_spark.samples import ReconciliationError, parse_range
 from hinet_spark.schemas import load_schema
@@ -243,7 +243,7 @@ def _contract_frame(m: Mapping, section: Section, df: DataFrame, cfg: Config, ex
         out[ours] = value
     # the checks read their columns: evaluated on their frame, beside the contract columns
     tagged = df.select(*[v.alias(k) for k, v in out.items()], F.to_json(F.struct(*their_cols)).alias("_record"),
-                       _first_reason(checks).alias("_reason"),
+                       first_reason(checks).alias("_reason"),
                        *[F.col(f"`{s.flag}`").alias(f"_flag_{s.name}") for s in m.sections.values()
                          if exposures and s.flag is not None])
     return tagged.withColumn("dt", F.to_date(time_col))

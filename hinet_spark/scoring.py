@@ -34,7 +34,13 @@ from hinet_spark.config import Config
 from hinet_spark.feature_spec import OOV_ID, FeatureSpec, FeatureSpecError
 from hinet_spark.features import apply_spec, check_exposures, drop_colliding_columns
 from hinet_spark.io import create_table_if_missing, read_table, table_version, write_table
-from hinet_spark.samples import EmptyInputError, ReconciliationError, numeric_ranges, parse_range, spec_path
+from hinet_spark.samples import (
+    EmptyInputError,
+    ReconciliationError,
+    numeric_ranges,
+    parse_range,
+    spec_path,
+)
 from hinet_spark.schemas import load_schema, validate_dataframe, validate_features
 from hinet_spark.tracking import setup as setup_mlflow
 from hinet_spark.tracking import use_experiment

@@ -16,7 +16,8 @@ from hinet_spark.config import load_config
 from hinet_spark.importing import MappingError, import_logs, load_mapping
 from hinet_spark.io import read_table
 from hinet_spark.samples import build_samples
-from jobs import generate_synthetic, import_logs as import_job
+from jobs import generate_synthetic
+from jobs import import_logs as import_job
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = "scenarios.names=[feed, banner]"

@@ -23,7 +23,16 @@ from pathlib import Path
 import mlflow
 
 from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
-from hinet_spark.compare import BASELINES, DEFAULT_GRID, compare, interval, paired, parse_grid, recommendation, render
+from hinet_spark.compare import (
+    BASELINES,
+    DEFAULT_GRID,
+    compare,
+    interval,
+    paired,
+    parse_grid,
+    recommendation,
+    render,
+)
 from hinet_spark.config import Config
 from hinet_spark.data import rolling_split
 from hinet_spark.spark import get_spark

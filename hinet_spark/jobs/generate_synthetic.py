@@ -17,12 +17,12 @@ from collections.abc import Sequence
 
 from pyspark.sql import functions as F
 
+from hinet_spark import foreign_layout
 from hinet_spark.cli import base_parser, run_job
 from hinet_spark.config import Config, validate_synthetic
 from hinet_spark.io import drop_scratch_table, read_table, write_table
 from hinet_spark.progress import stage_progress
 from hinet_spark.spark import get_spark
-from hinet_spark import foreign_layout
 from hinet_spark.synthetic import date_range, generate, split
 
 logger = logging.getLogger("generate_synthetic")
