@@ -26,6 +26,7 @@ import mlflow
 import numpy as np
 from pyspark.sql import functions as F
 
+from hinet_spark.compare import fmt
 from hinet_spark.config import load_config
 from hinet_spark.evaluation import TASKS, auc
 from hinet_spark.io import read_table
@@ -96,15 +97,6 @@ def run_one(spark, base: list[str], name: str, seed: int, extra: list[str], tag:
                                          row["test_mean"] or float("nan"), row["val_mean"] or float("nan"),
                                          row["epochs"], seconds)
     return row
-
-
-def fmt(values: list[float]) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
 def table(rows: list[dict], tags: list[str], scenarios: list[str], oracle: dict | None) -> list[str]:

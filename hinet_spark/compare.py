@@ -203,7 +203,7 @@ def recommendation(c: Comparison) -> tuple[str, dict[str, Any]]:
     return text, {"baseline": best, "mean": mean, "lo": lo, "hi": hi, "verdict": verdict}
 
 
-def _fmt(values: list[float | None]) -> str:
+def fmt(values: list[float | None]) -> str:
     values = [v for v in values if v is not None]
     if not values:
         return "n/a"
@@ -228,11 +228,11 @@ def render(c: Comparison) -> str:
              "|---|" + "---|" * (2 * len(s) + 1)]
     for m in models:
         runs = [r for r in c.runs if r.model == m]
-        lines.append(f"| {m} | " + " | ".join(_fmt([r.test_auc[t][x] for r in runs]) for t in TASKS for x in s)
-                     + f" | {_fmt([r.test_mean for r in runs])} |")
+        lines.append(f"| {m} | " + " | ".join(fmt([r.test_auc[t][x] for r in runs]) for t in TASKS for x in s)
+                     + f" | {fmt([r.test_mean for r in runs])} |")
     if c.oracle:
         means = [v for t in TASKS for v in c.oracle[t].values() if v is not None]
-        lines.append("| *oracle (true p)* | " + " | ".join(_fmt([c.oracle[t].get(x)]) for t in TASKS for x in s)
+        lines.append("| *oracle (true p)* | " + " | ".join(fmt([c.oracle[t].get(x)]) for t in TASKS for x in s)
                      + f" | {statistics.mean(means):.4f} |")
     lines += ["", "Test logloss, mean over seeds:", "",
               "| model | " + " | ".join(f"{x} {t.upper()}" for t in TASKS for x in s) + " |",
