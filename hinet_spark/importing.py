@@ -43,10 +43,6 @@ SOURCES = {"exposures": ("raw_exposures", "event_time"), "clicks": ("raw_clicks"
 FORMATS = ("parquet", "delta", "csv", "json")
 UNITS = {"s": "timestamp_seconds", "ms": "timestamp_millis", "us": "timestamp_micros"}
 SECTION_KEYS = {"source", "where", "columns", "time", "defaults", "features", "flag"}
-QUARANTINE_SCHEMA = T.StructType([
-    T.StructField("source", T.StringType()), T.StructField("reason", T.StringType()),
-    T.StructField("record", T.StringType()), T.StructField("dt", T.DateType()),
-])
 
 
 class MappingError(ValueError):
@@ -121,7 +117,7 @@ def _section(m: Mapping, name: str, raw: Any) -> Section:
     unknown = sorted(set(raw) - SECTION_KEYS)
     if unknown:
         raise m.fail(f"{name}.{unknown[0]}", f"unknown key; known: {sorted(SECTION_KEYS)}")
-    contract, time_col = SOURCES[name]
+    contract = SOURCES[name][0]
     columns = {str(k): str(v) for k, v in (raw.get("columns") or {}).items()}
     defaults = dict(raw.get("defaults") or {})
     flag = raw.get("flag")
@@ -164,8 +160,9 @@ def _check_source(m: Mapping, key: str, src: dict) -> None:
         raise m.fail(key, f"unknown keys {sorted(set(src) - {'path', 'format', 'options'})}")
 
 
-def read_source(spark: SparkSession, m: Mapping, section: Section) -> DataFrame:
-    """Their table, as Spark reads it, filtered by ``where``."""
+def read_source(spark: SparkSession, m: Mapping, section: Section, a: dt.date, b: dt.date) -> DataFrame:
+    """Their table, as Spark reads it, filtered by ``where`` (``{start}`` and ``{end}`` in it:
+    the import's first and last date, with Python date formats, e.g. ``{start:%Y%m%d}``)."""
     src, key = section.source, f"{section.name}.source"
     try:
         if "table" in src:
@@ -178,9 +175,10 @@ def read_source(spark: SparkSession, m: Mapping, section: Section) -> DataFrame:
         raise m.fail(key, f"cannot read {src.get('table') or src['path']}: {first}") from None
     if section.where:
         try:
-            df = df.where(section.where)
+            df = df.where(section.where.format(start=a, end=b))
         except Exception as exc:
-            raise m.fail(f"{section.name}.where", f"{section.where!r}: {str(exc).splitlines()[0]}") from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise m.fail(f"{section.name}.where", f"{section.where!r}: {first}") from None
     return df
 
 
@@ -269,7 +267,7 @@ def _describe(section: Section) -> str:
 def _flag_events(exposures: DataFrame, name: str) -> DataFrame:
     """Clicks or orders given as a flag on the exposure rows (true, 1, 'yes'): one event per
     flagged, well-formed exposure, at the exposure's time."""
-    contract, time_col = SOURCES[name]
+    time_col = SOURCES[name][1]
     flag = F.lower(F.col(f"_flag_{name}").cast("string")).isin("true", "1", "yes", "y")
     cols = [F.col("exposure_id"), F.col("event_time").alias(time_col)]
     if name == "orders":
@@ -287,7 +285,7 @@ def import_logs(spark: SparkSession, cfg: Config, mapping: Mapping, start: str, 
     for name, section in mapping.sections.items():
         if section.flag is not None:
             continue
-        raw = read_source(spark, mapping, section)
+        raw = read_source(spark, mapping, section, a, b)
         staged[name] = _contract_frame(mapping, section, raw, cfg, exposures=name == "exposures").persist()
     for name, section in mapping.sections.items():
         if section.flag is not None:

@@ -130,9 +130,10 @@ def test_every_format_with_bad_rows_quarantined_and_reconciled(spark, tmp_path, 
 
 
 def test_flags_on_the_exposure_rows(spark, tmp_path):
-    rows = [{"id": "a", "at": 1767225600, "slot": "feed", "u": 1, "clk": 1, "buy": 1},
-            {"id": "b", "at": 1767225700, "slot": "banner", "u": 2, "clk": 1, "buy": 0},
-            {"id": "c", "at": 1767225800, "slot": "banner", "u": 3, "clk": 0, "buy": 0}]
+    rows = [{"id": "a", "at": 1767225600, "slot": "feed", "u": 1, "clk": 1, "buy": 1, "day": "2026-01-01"},
+            {"id": "b", "at": 1767225700, "slot": "banner", "u": 2, "clk": 1, "buy": 0, "day": "2026-01-01"},
+            {"id": "c", "at": 1767225800, "slot": "banner", "u": 3, "clk": 0, "buy": 0, "day": "2026-01-01"},
+            {"id": "old", "at": 1767139200, "slot": "feed", "u": 4, "clk": 1, "buy": 0, "day": "2025-12-31"}]
     spark.createDataFrame(pd.DataFrame(rows)).write.parquet(str(tmp_path / "log"))
     mapping = write_mapping(tmp_path / "flags.yaml", f"""
 exposures:
@@ -140,11 +141,13 @@ exposures:
   columns: {{exposure_id: id, user_id: u, scenario: slot, event_time: at}}
   defaults: {{request_id: none, item_id: none}}
   time: {{unit: s}}
+  where: "day >= '{{start}}' AND day <= '{{end}}'"   # their date partitions: only the import's are read
 clicks: {{flag: clk}}
 orders: {{flag: buy}}
 """)
     cfg = cfg_for(tmp_path, "features.numeric=[]", "features.categorical=[]")
     report = import_logs(spark, cfg, load_mapping(mapping, cfg), "2026-01-01", "2026-01-01")
+    assert report.counts["raw_exposures"] == {"read": 3, "imported": 3, "quarantined": 0, "outside": 0}
     assert report.counts["raw_clicks"]["imported"] == 2 and report.counts["raw_orders"]["imported"] == 1
     assert [(r["scenario"], r["ctr"], r["ctcvr"]) for r in report.per_scenario] == \
         [("feed", 1.0, 1.0), ("banner", 0.5, 0.0)]
