@@ -45,7 +45,7 @@ def _impressions(df: DataFrame) -> DataFrame:
 def export(spark: SparkSession, cfg: Config, out: str | Path) -> dict[str, int]:
     """Write the raw tables of ``cfg`` (as generate_synthetic made them) to ``out`` in the
     shop's layout; returns rows per file set."""
-    out = Path(out)
+    out = Path(out).resolve()  # relative to this process's directory, whatever the JVM's is
     imps = _impressions(read_table(spark, cfg, "raw_exposures"))
     first = imps.orderBy("impression_id").limit(BAD_ROWS).select("impression_id")
     bad_placement = imps.join(first, "impression_id", "left_semi").withColumn(

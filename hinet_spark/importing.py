@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,7 @@ def read_source(spark: SparkSession, m: Mapping, section: Section, a: dt.date, b
             df = spark.table(src["table"])
         else:
             reader = spark.read.format(src["format"]).options(**{k: str(v) for k, v in (src.get("options") or {}).items()})
-            df = reader.load(str(src["path"]))
+            df = reader.load(local_path(str(src["path"])))
     except Exception as exc:  # AnalysisException: path or table missing, unreadable format
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise m.fail(key, f"cannot read {src.get('table') or src['path']}: {first}") from None
@@ -180,6 +181,15 @@ def read_source(spark: SparkSession, m: Mapping, section: Section, a: dt.date, b
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise m.fail(f"{section.name}.where", f"{section.where!r}: {first}") from None
     return df
+
+
+def local_path(path: str) -> str:
+    """A relative local path against the job's working directory (the JVM's own working
+    directory may differ, e.g. under pytest's chdir); URIs (s3://, dbfs:/) and absolute
+    paths as they are."""
+    if re.match(r"^[A-Za-z][\w+.-]*:", path) or Path(path).is_absolute():
+        return path
+    return str(Path(path).resolve())
 
 
 def _time(m: Mapping, section: Section, name: str, their_type: T.DataType) -> Column:

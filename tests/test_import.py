@@ -190,6 +190,9 @@ def test_the_shop_example_round_trips(spark, tmp_path, monkeypatch):
               "--set", "synthetic.exposures_per_day=3000", "--set", "synthetic.candidates_per_day=500",
               "--set", "synthetic.calibration_rows_per_scenario=2000"]
     assert generate_synthetic.main([*source, "--foreign-layout", "data/shop_logs"]) == 0
+    # relative paths are the job's working directory's, not the JVM's (which pytest's chdir does not move)
+    assert {p.name for p in (tmp_path / "data" / "shop_logs").iterdir()} == {"impressions", "clicks", "orders",
+                                                                             "candidates"}
     conf, mapping = REPO / "conf" / "shop.yaml", REPO / "conf" / "mappings" / "shop_logs.yaml"
     assert import_job.main(["--conf", str(conf), "--mapping", str(mapping),
                             "--start-date", "2026-01-01", "--end-date", "2026-01-03"]) == 0
