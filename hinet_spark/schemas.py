@@ -139,7 +139,7 @@ def validate_features(df: DataFrame, kinds: dict[str, tuple[str, ...]], what: st
             (_CATEGORY, "string, integer or boolean")
         missing = [n for n in names if n not in actual]
         if missing:
-            problems.append(f"{key} names {missing}, which are not columns")
+            problems.append(f"{key}: {missing} {'is not a column' if len(missing) == 1 else 'are not columns'}")
         problems += [f"{key}: {n!r} is {actual[n].simpleString()}, expected {expected}"
                      for n in names if n in actual and not isinstance(actual[n], allowed)]
     if problems:

@@ -268,7 +268,7 @@ def test_feature_columns_are_whatever_features_names(spark, cfg_factory):
     # a configured feature missing or of the wrong type: named, with the key
     wrong = cfg_factory("features.numeric=[tier]", "features.categorical=[colour]", "features.hashed={}")
     with pytest.raises(SchemaError, match=r"table raw_exposures: features.numeric: 'tier' is string, expected a "
-                                          r"number type; features.categorical names \['colour'\], which are not"):
+                                          r"number type; features.categorical: \['colour'\] is not a column"):
         build_samples(spark, wrong, "2026-01-01", "2026-01-01")
 
 

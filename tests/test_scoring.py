@@ -172,7 +172,13 @@ def test_missing_columns_and_empty_dates_are_named(spark, root, tmp_path):
     cfg = elsewhere(root, tmp_path)
     candidates = read_table(spark, config(root), "candidates").drop("item_rating", "device_type")
     write_table(candidates, cfg, "candidates", partition_by=["dt"])
-    with pytest.raises(SchemaError, match=r"missing columns \['item_rating', 'device_type'\]"):
+    with pytest.raises(SchemaError, match=r"table candidates: the model's numeric features: \['item_rating'\] is not "
+                                          r"a column; the model's categorical features: \['device_type'\] is not a column"):
+        score_candidates(spark, cfg, DATE)
+    write_table(read_table(spark, config(root), "candidates").drop("request_id"), cfg, "candidates",
+                partition_by=["dt"])
+    with pytest.raises(SchemaError, match=r"table candidates does not meet schema 'candidates': missing columns "
+                                          r"\['request_id'\]"):
         score_candidates(spark, cfg, DATE)
     write_table(read_table(spark, config(root), "candidates"), cfg, "candidates", partition_by=["dt"])
     with pytest.raises(ValueError, match="candidates has no rows dated 2027-01-01"):
