@@ -74,3 +74,4 @@ def test_compare_models_end_to_end(spark, tmp_path, capfd):
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1 and runs[0].data.tags["recommendation"].startswith("HiNet vs best baseline")
     assert client.search_registered_models() == []  # nothing registered, no alias moved
+    assert not any((root / "checkpoints" / "compare").iterdir())  # no run's checkpoints left behind
