@@ -32,7 +32,7 @@ from pyspark.sql import types as T
 from hinet_spark.config import Config
 from hinet_spark.features import first_reason
 from hinet_spark.io import read_table, write_table
-from hinet_spark.samples import ReconciliationError, parse_range
+from hinet_spark.samples import ReconciliationError, late_events, parse_range
 from hinet_spark.schemas import load_schema
 from hinet_spark.summary import table
 
@@ -354,11 +354,14 @@ def data_report(spark: SparkSession, cfg: Config, mapping: Mapping, a: dt.date, 
                 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Per scenario of the imported exposures: rows, share, CTR (exposures with a click),
     CTCVR (with a click and an order), distinct users and items, event-time range; and the
-    null rate of each kept feature column. Labels here ignore the click/order windows that
-    build_features applies."""
+    null rate of each kept feature column. Labels here count any click / order dated up to the
+    windows' days after the range, not the exact windows build_features applies."""
     exposures = read_table(spark, cfg, "raw_exposures").where(_between(a, b))
-    clicked = read_table(spark, cfg, "raw_clicks").select("exposure_id").distinct().withColumn("_c", F.lit(1))
-    ordered = read_table(spark, cfg, "raw_orders").select("exposure_id").distinct().withColumn("_o", F.lit(1))
+    events = _between(a, b + late_events(cfg.features))  # only the dates these exposures' events can have
+    clicked = read_table(spark, cfg, "raw_clicks").where(events).select("exposure_id").distinct() \
+        .withColumn("_c", F.lit(1))
+    ordered = read_table(spark, cfg, "raw_orders").where(events).select("exposure_id").distinct() \
+        .withColumn("_o", F.lit(1))
     labeled = exposures.join(clicked, "exposure_id", "left").join(ordered, "exposure_id", "left")
     rows = labeled.groupBy("scenario").agg(
         F.count("*").alias("rows"), F.avg(F.coalesce("_c", F.lit(0))).alias("ctr"),

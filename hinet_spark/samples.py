@@ -130,6 +130,11 @@ def settings_differences(spec: FeatureSpec, cfg: Config) -> list[str]:
     return diffs
 
 
+def late_events(fc: FeaturesSection) -> dt.timedelta:
+    """How many days after its exposure's date a click or order can be dated (the windows)."""
+    return dt.timedelta(days=math.ceil((fc.click_window_hours + fc.order_window_hours) / 24))
+
+
 def feature_kinds(fc: FeaturesSection) -> dict[str, tuple[str, ...]]:
     return {"features.numeric": tuple(fc.numeric), "features.categorical": tuple(fc.categorical),
             "features.hashed": tuple(fc.hashed)}
@@ -197,7 +202,7 @@ def _seen_exposure_ids(spark: SparkSession, cfg: Config, a: dt.date) -> DataFram
 def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit: bool = False) -> BuildReport:
     a, b = parse_range(start, end)
     fc = cfg.features
-    late = dt.timedelta(days=math.ceil((fc.click_window_hours + fc.order_window_hours) / 24))
+    late = late_events(fc)
 
     raw = {k: read_table(spark, cfg, k) for k in ("raw_exposures", "raw_clicks", "raw_orders")}
     for key, df in raw.items():
