@@ -9,7 +9,14 @@ finished run is never re-registered as if it had trained again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +62,64 @@ def check_resumable(state: dict, expected: dict[str, Any], path: Path) -> None:
         raise CheckpointError(
             f"--resume: the checkpoint {path} belongs to another run ({'; '.join(diffs[:6])}"
             f"{'; ...' if len(diffs) > 6 else ''}); run without --resume to start fresh")
+
+
+def run_dir(base: str | Path, expected: dict[str, Any]) -> Path:
+    """Where one run's checkpoints live: ``<base>/<hash of its fingerprint>``, so two runs of
+    other data or settings never share (or overwrite) a ``latest.pt``."""
+    digest = hashlib.sha256(json.dumps(expected, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Path(base) / digest
+
+
+def foreign_checkpoint(base: str | Path, mine: Path) -> Path | None:
+    """The newest unfinished ``latest.pt`` of another run under ``base`` (for ``--resume``'s
+    message when this run has none of its own)."""
+    found = [p for p in Path(base).glob("*/latest.pt") if p.parent != mine]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+LOCK = "run.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def run_lock(directory: str | Path) -> Iterator[Path]:
+    """Hold ``<directory>/run.lock`` (created exclusively) while a run trains: a second run of
+    the same data and settings at the same time is refused instead of writing the same
+    checkpoint files. A lock left by a dead process on this host is taken over."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = directory / LOCK
+    me = {"pid": os.getpid(), "host": socket.gethostname(),
+          "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = json.loads(lock.read_text())
+            except (OSError, ValueError):
+                holder = {}
+            if holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
+                lock.unlink(missing_ok=True)  # its process is gone: a stale lock
+                continue
+            raise CheckpointError(
+                f"another training run with the same data and settings holds {lock} (pid {holder.get('pid')} on "
+                f"{holder.get('host')}, since {holder.get('started')}); its checkpoints are its own. Wait for it, "
+                "or delete the lock file if that run is gone") from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        break
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)

@@ -55,19 +55,27 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def _operator_errors() -> tuple[type[BaseException], ...]:
     """Failures whose message says everything an operator needs: logged as one line."""
     from hinet_spark.checkpoints import CheckpointError
+    from hinet_spark.data import DataError
     from hinet_spark.feature_spec import FeatureSpecError
     from hinet_spark.importing import MappingError
-    from hinet_spark.io import ConcurrentRunError, StorageError, TableNotFoundError, TableReadError
+    from hinet_spark.io import (
+        ConcurrentRunError,
+        ImportIncompleteError,
+        StorageError,
+        TableNotFoundError,
+        TableReadError,
+    )
     from hinet_spark.promotion import PromotionError
     from hinet_spark.samples import EmptyInputError
     from hinet_spark.schemas import SchemaError
+    from hinet_spark.scoring import ScoringError
     from hinet_spark.spark import DeltaNotConfiguredError
     from hinet_spark.training import TrainingError
     from hinet_spark.warm_start import WarmStartError
 
     return (ConfigError, StorageError, TableNotFoundError, TableReadError, ConcurrentRunError, SchemaError,
             FeatureSpecError, EmptyInputError, CheckpointError, PromotionError, WarmStartError,
-            DeltaNotConfiguredError, TrainingError, MappingError)
+            DeltaNotConfiguredError, TrainingError, MappingError, ImportIncompleteError, DataError, ScoringError)
 
 
 def run_job(main_body: Callable[[argparse.Namespace, Config], int], args: argparse.Namespace) -> int:

@@ -40,7 +40,8 @@ TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 RESERVED_NAMES = frozenset({"_delta_log", "checkpoints", "petastorm_cache", "derby", "feature_specs",
                             "mlruns", "mlflow_artifacts", "spark_warehouse"})
 TABLE_KEYS = ("raw_exposures", "raw_clicks", "raw_orders", "oracle", "candidates", "synthetic_staging",
-              "samples", "quarantine", "scores", "scores_quarantine", "score_quality", "import_quarantine")
+              "samples", "quarantine", "scores", "scores_quarantine", "score_quality", "import_quarantine",
+              "import_log", "feature_spec_log")
 
 
 # --------------------------------------------------------------------------------------
@@ -88,6 +89,8 @@ class StorageSection:
             "scores_quarantine": "scores_quarantine",
             "score_quality": "score_quality",
             "import_quarantine": "import_quarantine",
+            "import_log": "import_log",
+            "feature_spec_log": "feature_spec_log",
         }
     )
 
@@ -295,7 +298,7 @@ def _parse_date(key: str, value: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise ConfigError(f"{key}: expected a date YYYY-MM-DD, got {value!r}") from None
+        raise ConfigError(f"{key}: expected a date YYYY-MM-DD, got {clip(repr(value))}") from None
 
 
 def _validate_tables(storage: StorageSection) -> None:
@@ -398,12 +401,12 @@ def _validate(cfg: Config) -> None:
             _parse_date(f"features.{key}", getattr(fe, key))
     tr = cfg.train
     if tr.launcher not in ("horovod", "torch_distributor", "local"):
-        raise ConfigError(f"train.launcher: expected horovod, torch_distributor or local, got {tr.launcher!r}")
+        raise ConfigError(f"train.launcher: expected horovod, torch_distributor or local, got {clip(repr(tr.launcher))}")
     if tr.missing_scenario not in ("error", "warn"):
-        raise ConfigError(f"train.missing_scenario: expected error or warn, got {tr.missing_scenario!r}")
+        raise ConfigError(f"train.missing_scenario: expected error or warn, got {clip(repr(tr.missing_scenario))}")
     sc = cfg.scoring
     if sc.feature_spec not in ("pipeline", "model"):
-        raise ConfigError(f"scoring.feature_spec: expected pipeline or model, got {sc.feature_spec!r}")
+        raise ConfigError(f"scoring.feature_spec: expected pipeline or model, got {clip(repr(sc.feature_spec))}")
     if tr.warm_start_window_days <= 0:
         raise ConfigError(f"train.warm_start_window_days: must be > 0, got {tr.warm_start_window_days}")
     if tr.window_days <= 0:
@@ -447,7 +450,7 @@ def _validate(cfg: Config) -> None:
     from hinet_spark.models.registry import MODELS  # torch; the registry is the one list of names
 
     if mdl.name not in MODELS:
-        raise ConfigError(f"model.name: unknown model {mdl.name!r}; known: {sorted(MODELS)}")
+        raise ConfigError(f"model.name: unknown model {clip(repr(mdl.name))}; known: {sorted(MODELS)}")
     for key in ("embedding_dim", "sei_experts", "scenario_emb_dim", "task_shared_experts",
                 "task_specific_experts", "n_experts", "ple_levels"):
         if getattr(mdl, key) <= 0:
@@ -470,7 +473,7 @@ def _type_name(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, key: str, sources: Mapping[str, str]) -> Any:
     def fail(expected: str) -> ConfigError:
         src = _source_of(key, sources)
-        return ConfigError(f"{key}: expected {expected}, got {value!r} (from {src})")
+        return ConfigError(f"{key}: expected {expected}, got {clip(repr(value))} (from {src})")
 
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -529,7 +532,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, sources: Mapping[str
         if k not in names:
             key = f"{prefix}.{k}" if prefix else str(k)
             raise ConfigError(
-                f"unknown config key {key!r} (from {_source_of(key, sources)}); "
+                f"unknown config key {clip(repr(key))} (from {_source_of(key, sources)}); "
                 f"known keys{' of ' + prefix if prefix else ''}: {sorted(names)}"
             )
     kwargs = {
@@ -569,11 +572,49 @@ def _is_leaf_mapping(key: str) -> bool:
     return key in _LEAF_MAPPINGS
 
 
+MAX_YAML_VALUES = 100_000  # values a config or mapping file may expand to through YAML aliases
+MAX_SHOWN = 120  # characters of a value a message echoes
+
+
+def clip(text: Any, limit: int = MAX_SHOWN) -> str:
+    """``text`` for a message: at most ``limit`` characters, the cut said."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def expanded_size(value: Any) -> int:
+    """How many values ``value`` holds once YAML aliases are expanded (each shared node counted
+    as often as it is referenced; linear in the number of distinct nodes)."""
+    memo: dict[int, int] = {}
+
+    def size(v: Any) -> int:
+        if not isinstance(v, (dict, list)):
+            return 1
+        if id(v) not in memo:
+            memo[id(v)] = 0  # a cycle counts once
+            children = [*v.keys(), *v.values()] if isinstance(v, dict) else v
+            memo[id(v)] = 1 + sum(size(c) for c in children)
+        return memo[id(v)]
+
+    return size(value)
+
+
+def safe_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load``, refusing a document that expands beyond :data:`MAX_YAML_VALUES`
+    values through aliases (an alias bomb) before anything walks it."""
+    data = yaml.safe_load(text)
+    n = expanded_size(data)
+    if n > MAX_YAML_VALUES:
+        raise ConfigError(f"{clip(where)}: expands to {n:,} values through YAML aliases (&anchor / *alias), more "
+                          f"than the {MAX_YAML_VALUES:,} allowed; write the values out or use fewer aliases")
+    return data
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = safe_yaml(path.read_text(), str(path)) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -584,15 +625,15 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``'train.batch_size=2048'`` -> ``(['train', 'batch_size'], 2048)`` (value parsed as YAML)."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected section.key=value")
+        raise ConfigError(f"override {clip(text)!r}: expected section.key=value")
     key, raw = text.split("=", 1)
     parts = [p for p in key.strip().split(".")]
     if not all(parts):
-        raise ConfigError(f"override {text!r}: bad key {key!r}")
+        raise ConfigError(f"override {clip(text)!r}: bad key {clip(key)!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = safe_yaml(raw, f"--set {text}") if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value is not valid YAML: {exc}") from None
+        raise ConfigError(f"override {clip(text)!r}: value is not valid YAML: {clip(exc, 300)}") from None
     return parts, value
 
 
@@ -619,7 +660,7 @@ def load_config(env_file: str | Path | None = None, overrides: Sequence[str] = (
         nested: Any = value
         for p in reversed(parts):
             nested = {p: nested}
-        _merge(merged, nested, f"--set {text}", sources)
+        _merge(merged, nested, f"--set {clip(text)}", sources)
     try:
         return _build(Config, merged, "", sources)
     except TypeError as exc:  # a dataclass refused its arguments: name what we can

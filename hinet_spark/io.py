@@ -39,7 +39,7 @@ class ConcurrentRunError(RuntimeError):
 
 
 # Delta's optimistic-concurrency conflicts (io.delta.exceptions.*): the other writer won.
-_CONFLICTS = ("ConcurrentAppendException", "ConcurrentWriteException", "ConcurrentDeleteReadException",
+CONFLICTS = ("ConcurrentAppendException", "ConcurrentWriteException", "ConcurrentDeleteReadException",
               "ConcurrentDeleteDeleteException", "ConcurrentTransactionException", "MetadataChangedException",
               "ProtocolChangedException", "DELTA_CONCURRENT_")
 _MISSING_FILE = re.compile(r"(?:FileNotFoundException|DELTA_FILE_NOT_FOUND|FAILED_READ_FILE|"
@@ -189,7 +189,8 @@ def sized_for_files(df: DataFrame, cfg: Config, partition_by: Sequence[str], row
 
 
 def write_table(df: DataFrame, cfg: Config, key: str, *, partition_by: Sequence[str],
-                replace_where: str | None = None, scratch: bool = False, rows: int | None = None) -> None:
+                replace_where: str | None = None, scratch: bool = False, rows: int | None = None,
+                merge_schema: bool = False) -> None:
     """Write a Delta table, replacing only the rows matching ``replace_where`` when given.
 
     With ``replace_where`` the write is idempotent for that slice (a rerun of a date leaves
@@ -198,6 +199,7 @@ def write_table(df: DataFrame, cfg: Config, key: str, *, partition_by: Sequence[
     job drops again (:func:`drop_scratch_table`); it refuses to overwrite an existing table
     that is not itself a scratch table. The file layout is the job's, not the session's
     (:func:`sized_for_files`; ``rows``: how many rows are written, when the job knows).
+    ``merge_schema``: columns the table lacks are added (raw tables fed by several sources).
     """
     loc = table_location(cfg, key)
     spark = df.sparkSession
@@ -211,13 +213,15 @@ def write_table(df: DataFrame, cfg: Config, key: str, *, partition_by: Sequence[
         .option("maxRecordsPerFile", cfg.spark.rows_per_file)
     if replace_where:
         writer = writer.option("replaceWhere", replace_where)
+        if merge_schema:
+            writer = writer.option("mergeSchema", "true")
     else:
         writer = writer.option("overwriteSchema", "true")
     logger.debug("writing Delta table %s (%s)", loc, replace_where or "full overwrite")
     try:
         _save(writer, cfg, loc)
     except Exception as exc:
-        if any(name in str(exc) for name in _CONFLICTS):
+        if any(name in str(exc) for name in CONFLICTS):
             raise ConcurrentRunError(
                 f"Delta table {key!r} at {loc}: another run committed to {replace_where or 'the table'} "
                 "first, so this run's write was refused and nothing of it was committed; the table holds the "
@@ -261,3 +265,62 @@ def drop_scratch_table(spark: SparkSession, cfg: Config, key: str) -> None:
         shutil.rmtree(loc)
     else:
         spark.sql(f"DROP TABLE IF EXISTS {loc}")
+
+
+def add_column_if_missing(spark: SparkSession, cfg: Config, key: str, column: str, sql_type: str) -> bool:
+    """Add a nullable ``column`` to an existing table that lacks it (a metadata-only commit)."""
+    if column in read_table(spark, cfg, key).columns:
+        return False
+    loc = table_location(cfg, key)
+    target = f"delta.`{loc}`" if _by_path(cfg) else loc
+    spark.sql(f"ALTER TABLE {target} ADD COLUMNS ({column} {sql_type})")
+    logger.info("added column %s to %s (written before it existed)", column, loc)
+    return True
+
+
+# --------------------------------------------------------------------------------------
+# The import log: which dates of which source were imported completely
+# --------------------------------------------------------------------------------------
+
+IMPORT_LOG_SCHEMA = "import_source string, dt date, status string, import_id string, at timestamp"
+
+
+class ImportIncompleteError(RuntimeError):
+    """The raw tables hold dates whose import started but did not finish."""
+
+
+def record_import(spark: SparkSession, cfg: Config, source: str, a, b, status: str, import_id: str) -> None:
+    """One row per date of ``a``..``b`` for ``source``: ``started`` before an import's first
+    write, ``complete`` after its last (replacing the rows of that source and those dates)."""
+    import datetime as _dt
+
+    now = _dt.datetime.now(_dt.UTC).replace(tzinfo=None, microsecond=0)
+    days = [a + _dt.timedelta(days=i) for i in range((b - a).days + 1)]
+    rows = spark.createDataFrame([(source, d, status, import_id, now) for d in days], IMPORT_LOG_SCHEMA)
+    write_table(rows, cfg, "import_log", partition_by=[], rows=len(days),
+                replace_where=f"import_source = '{source}' AND dt >= '{a.isoformat()}' AND dt <= '{b.isoformat()}'")
+
+
+def unfinished_imports(spark: SparkSession, cfg: Config, a, b) -> list[dict]:
+    """Dates of ``a``..``b`` whose latest import of some source started and did not complete."""
+    if not table_exists(spark, cfg, "import_log"):
+        return []
+    rows = read_table(spark, cfg, "import_log").where(
+        f"dt >= '{a.isoformat()}' AND dt <= '{b.isoformat()}' AND status != 'complete'").orderBy("dt").collect()
+    return [r.asDict() for r in rows]
+
+
+def require_complete_imports(spark: SparkSession, cfg: Config, a, b) -> None:
+    """Refuse to build from dates an import left half-written (some raw tables replaced, others not)."""
+    bad = unfinished_imports(spark, cfg, a, b)
+    if not bad:
+        return
+    by_source: dict[str, list[str]] = {}
+    for r in bad:
+        by_source.setdefault(r["import_source"], []).append(r["dt"].isoformat())
+    parts = [f"source {src!r}: {ds[0]}..{ds[-1]} ({len(ds)} dates)" for src, ds in by_source.items()]
+    raise ImportIncompleteError(
+        f"the raw tables hold an unfinished import ({'; '.join(parts)}; import {bad[0]['import_id']} started "
+        f"{bad[0]['at']} UTC): import_logs failed or was stopped before it wrote every raw table, so these dates may "
+        "have exposures without their clicks or orders. Rerun import_logs with that mapping for those dates "
+        "(a rerun replaces the same rows), then build_features")

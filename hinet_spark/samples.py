@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import logging
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,16 @@ from hinet_spark.features import (
     tag_clicks,
     tag_orders,
 )
-from hinet_spark.io import read_table, table_exists, write_table
+from hinet_spark.io import (
+    CONFLICTS,
+    ConcurrentRunError,
+    create_table_if_missing,
+    read_table,
+    require_complete_imports,
+    table_exists,
+    table_location,
+    write_table,
+)
 from hinet_spark.schemas import load_schema, validate_dataframe, validate_features
 from hinet_spark.summary import table
 
@@ -151,23 +161,43 @@ def numeric_ranges(spark: SparkSession, cfg: Config) -> dict[str, tuple[float | 
     return {**ranges, **fc.numeric_ranges}
 
 
-def load_or_fit_spec(cfg: Config, good_exposures: DataFrame, start: str, end: str,
-                     refit: bool) -> tuple[FeatureSpec, bool]:
+SPEC_LOG_SCHEMA = ("slot string, spec_hash string, previous_hash string, claimed_by string, claimed_at timestamp, "
+                   "fit_start string, fit_end string")
+
+
+def claimed_spec(spark: SparkSession, cfg: Config) -> dict | None:
+    """The row of ``feature_spec_log``: the spec the last fitting build claimed, or None."""
+    if not table_exists(spark, cfg, "feature_spec_log"):
+        return None
+    row = read_table(spark, cfg, "feature_spec_log").where("slot = 'current'").first()
+    return row.asDict() if row else None
+
+
+def load_or_fit_spec(spark: SparkSession, cfg: Config, good_exposures: DataFrame, start: str, end: str,
+                     refit: bool) -> tuple[FeatureSpec, bool, str | None]:
     """Reuse the current spec unless ``refit`` or none exists yet; then fit a new one.
 
-    A fitted spec is not yet the pipeline's current one: :func:`commit_spec` makes it so
-    once the samples built with it are committed.
+    The current spec is the one claimed in ``feature_spec_log`` (falling back to
+    ``feature_spec.json`` for roots written before the log existed). Returns the spec,
+    whether it was fitted, and the claimed hash this run read (what :func:`claim_spec`
+    expects to replace). A fitted spec becomes ``feature_spec.json`` only once the samples
+    built with it are committed (:func:`commit_spec`).
     """
     path = spec_path(cfg)
-    if path.is_file() and not refit:
-        spec = FeatureSpec.load(path)
+    claim = claimed_spec(spark, cfg)
+    current = claim["spec_hash"] if claim else None
+    if (current or path.is_file()) and not refit:
+        if current and spec_archive(cfg, current).is_file():
+            spec = FeatureSpec.load(spec_archive(cfg, current))
+        else:
+            spec = FeatureSpec.load(path)
         diffs = settings_differences(spec, cfg)
         if diffs:
             raise FeatureSpecError(
                 f"{path} was fitted with other feature settings than the config ({'; '.join(diffs)}); "
                 "pass --refit to fit a new spec (and retrain), or restore the settings")
         logger.info("reusing feature spec %s from %s", spec.short_hash, path)
-        return spec, False
+        return spec, False, current
     fc = cfg.features
     window = (fc.fit_start or start, fc.fit_end or end)
     a, b = parse_range(*window)
@@ -175,7 +205,54 @@ def load_or_fit_spec(cfg: Config, good_exposures: DataFrame, start: str, end: st
     spec = fit_spec(fit_rows, fc, cfg.scenarios.names, window)
     spec = dataclasses.replace(spec, meta={**spec.meta, "settings": spec_settings(fc)})
     logger.info("fitted feature spec %s on %s..%s", spec.short_hash, window[0], window[1])
-    return spec, True
+    return spec, True, current
+
+
+def claim_spec(spark: SparkSession, cfg: Config, spec: FeatureSpec, fitted: bool, previous: str | None,
+               run: str) -> None:
+    """Before a build writes samples: make sure ``spec`` is the claimed spec, by one Delta commit.
+
+    A fitting build replaces the claim only if it still holds ``previous`` (what the build
+    read when it decided to fit) or already holds ``spec``; two builds that fit at once
+    cannot both win: Delta refuses the second of two concurrent commits, and a later commit
+    finds the claim moved. A reusing build only checks that the claim is still its spec.
+    The loser writes nothing and gets :class:`ConcurrentRunError` naming the winner.
+    """
+    if not fitted:
+        claim = claimed_spec(spark, cfg)
+        if claim is None or claim["spec_hash"] == spec.hash:
+            return
+        raise _lost(claim, spec, previous)
+    from delta.tables import DeltaTable
+
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    row = spark.createDataFrame([("current", spec.hash, previous, run, now, *spec.fit_window)], SPEC_LOG_SCHEMA)
+    loc = table_location(cfg, "feature_spec_log")
+    try:
+        create_table_if_missing(spark, cfg, "feature_spec_log", row.schema, [])
+        table = DeltaTable.forName(spark, loc) if cfg.storage.catalog_schema else DeltaTable.forPath(spark, loc)
+        held = "t.spec_hash = s.spec_hash" + (f" OR t.spec_hash = '{previous}'" if previous else "")
+        (table.alias("t").merge(row.alias("s"), "t.slot = s.slot")
+         .whenMatchedUpdateAll(condition=held).whenNotMatchedInsertAll().execute())
+    except Exception as exc:
+        if any(name in str(exc) for name in CONFLICTS):
+            raise ConcurrentRunError(
+                f"feature spec: another build_features claimed a feature spec at the same moment as this one "
+                f"({spec.short_hash}); this run wrote no samples. Rerun it: it builds with the spec that won"
+            ) from exc
+        raise
+    claim = claimed_spec(spark, cfg)
+    if claim is None or claim["spec_hash"] != spec.hash:
+        raise _lost(claim or {}, spec, previous)
+
+
+def _lost(claim: dict, spec: FeatureSpec, previous: str | None) -> ConcurrentRunError:
+    return ConcurrentRunError(
+        f"feature spec: build_features run {claim.get('claimed_by')} (fitted on {claim.get('fit_start')}.."
+        f"{claim.get('fit_end')}, claimed at {claim.get('claimed_at')} UTC) made feature spec "
+        f"{str(claim.get('spec_hash'))[:12]} current after this run read {str(previous)[:12] if previous else 'none'}; "
+        f"this run (spec {spec.short_hash}) wrote no samples, so samples never mix two specs. Rerun it: it builds "
+        "with the current spec (or pass --refit to replace it)")
 
 
 def commit_spec(cfg: Config, spec: FeatureSpec) -> None:
@@ -203,6 +280,7 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
     a, b = parse_range(start, end)
     fc = cfg.features
     late = late_events(fc)
+    require_complete_imports(spark, cfg, a - late, b + late)
 
     raw = {k: read_table(spark, cfg, k) for k in ("raw_exposures", "raw_clicks", "raw_orders")}
     for key, df in raw.items():
@@ -236,7 +314,7 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
     orders = tag_orders(_dated(raw["raw_orders"], "order_time", a - late, b + late), exposures_all,
                         first_clicks(clicks), start, end, fc.order_window_hours * 3600).persist()
 
-    spec, fitted = load_or_fit_spec(cfg, good, start, end, refit)
+    spec, fitted, previous = load_or_fit_spec(spark, cfg, good, start, end, refit)
     labeled = good.join(labels(clicks, orders), "exposure_id", "left").fillna(0, subset=list(LABELS))
     samples = apply_spec(labeled, spec).select(
         *SAMPLE_KEYS, *[F.col(c).cast("int").alias(c) for c in LABELS], *spec.columns,
@@ -249,6 +327,7 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
     report.check()
     if fitted:  # archived before the write, so the samples' spec_hash always has its file
         spec.save(spec_archive(cfg, spec.hash))
+    claim_spec(spark, cfg, spec, fitted, previous, f"{start}..{end} pid {os.getpid()}")
     where = f"dt >= '{a.isoformat()}' AND dt <= '{b.isoformat()}'"
     written = report.used["raw_exposures"]
     write_table(samples, cfg, "samples", partition_by=["scenario", "dt"], replace_where=where, rows=written)

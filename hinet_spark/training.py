@@ -17,13 +17,14 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
 import torch
 from pyspark.sql import SparkSession
 
-from hinet_spark.checkpoints import CheckpointError, check_resumable, fingerprint
+from hinet_spark.checkpoints import CheckpointError, check_resumable, fingerprint, foreign_checkpoint, run_dir, run_lock
 from hinet_spark.config import Config, ModelSection, TrainSection
 from hinet_spark.data import (
     LABELS,
@@ -397,14 +398,26 @@ def fit(spark: SparkSession, cfg: Config, resume: bool = False, warm_start: str 
     overrides = {names.index(k): v for k, v in cfg.train.scenario_weights.items()}
     weights = tuple(float(w) for w in scenario_weights(train_counts, overrides))
     logger.info("loss weights lambda_i: %s", dict(zip(names, [round(w, 2) for w in weights])))
-    ckpt = cfg.train.checkpoint_dir or str(Path(cfg.storage.root) / "checkpoints" / cfg.model.name)
+    base = cfg.train.checkpoint_dir or str(Path(cfg.storage.root) / "checkpoints" / cfg.model.name)
     run_fingerprint = fingerprint(snap.version, snap.dates, spec.hash, cfg.model, cfg.train)
+    ckpt = str(run_dir(base, run_fingerprint))  # this run's own folder: concurrent runs never share one
     if resume:
         latest = Path(ckpt) / "latest.pt"
         if not latest.is_file():
-            raise CheckpointError(f"--resume: no checkpoint at {latest.resolve()}")
+            other = foreign_checkpoint(base, Path(ckpt))
+            if other is None:
+                raise CheckpointError(f"--resume: no checkpoint at {latest.resolve()}")
+            latest = other  # names what differs from the run whose checkpoint it is
         check_resumable(torch.load(latest, map_location="cpu", weights_only=False), run_fingerprint,
                         latest.resolve())
+    with run_lock(ckpt):
+        return _fit_locked(spark, cfg, spec, names, snap, weights, train_counts, ckpt, resume, run_fingerprint,
+                           init_state, warm_version)
+
+
+def _fit_locked(spark: SparkSession, cfg: Config, spec: FeatureSpec, names: tuple[str, ...], snap: Snapshot,
+                weights: tuple[float, ...], train_counts: list[int], ckpt: str, resume: bool,
+                run_fingerprint: dict, init_state: Any, warm_version: Any) -> TrainResult:
     model_spec = ModelSpec(cfg.model, spec.vocab_sizes, len(names))
     num_shards = cfg.train.num_proc if cfg.train.launcher != "local" else 1
     began = time.perf_counter()

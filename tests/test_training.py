@@ -94,7 +94,9 @@ def test_local_resume_continues_and_mlflow_holds_the_run(spark, root, tmp_path, 
     # a finished run is not resumable; the state a kill after epoch 0 leaves is
     with pytest.raises(CheckpointError, match="from a run that finished"):
         fit(spark, config(root, "train.launcher=local", "train.epochs=2", ckpt), resume=True)
-    shutil.copy(tmp_path / "ckpt" / "epoch-0.pt", tmp_path / "ckpt" / "latest.pt")
+    (run_ckpt,) = [d for d in (tmp_path / "ckpt").iterdir() if d.is_dir()]  # the run's own folder
+    assert not (run_ckpt / "run.lock").exists()  # released when the run ended
+    shutil.copy(run_ckpt / "epoch-0.pt", run_ckpt / "latest.pt")
     resumed = fit(spark, config(root, "train.launcher=local", "train.epochs=2", ckpt), resume=True)
     assert [h["epoch"] for h in resumed.history] == [0, 1]  # continued, not restarted
     assert resumed.history[0] == first.history[0]
