@@ -198,6 +198,33 @@ def history(cfg: Config) -> list[dict]:
     return json.loads(model.tags.get(HISTORY_TAG, "[]"))
 
 
+def existing_versions(cfg: Config) -> set[str]:
+    """The versions of the registered model that still exist (deleted ones are gone)."""
+    found = MlflowClient().search_model_versions(f"name='{cfg.mlflow.registered_model}'")
+    return {str(v.version) for v in found}
+
+
+def history_lines(cfg: Config) -> list[str]:
+    """The champion moves, oldest first, each saying whether its version still exists."""
+    alive = existing_versions(cfg)
+    return [f"{e['at']} {e['action']}: version {e['version']}"
+            f"{'' if e['version'] in alive else ' (deleted since)'} replaced {e.get('previous') or 'none'}"
+            f"{'' if not e.get('previous') or e['previous'] in alive else ' (deleted since)'}: {e['reason']}"
+            for e in history(cfg)]
+
+
+def missing_champion(cfg: Config) -> str:
+    """Why there is no champion, from the history: never set, or its version was deleted."""
+    moves = history(cfg)
+    if not moves:
+        return f"{cfg.mlflow.registered_model} has no champion yet (no model was promoted)"
+    last = moves[-1]["version"]
+    gone = last not in existing_versions(cfg)
+    return (f"{cfg.mlflow.registered_model} has no champion: its last champion, version {last}, "
+            f"{'was deleted from the registry' if gone else 'lost the alias'}; promote a version "
+            "(manage_model promote --version N) or roll back (manage_model rollback)")
+
+
 def set_champion(cfg: Config, version: str, reason: str, action: str) -> dict:
     """Move ``champion`` to ``version``, append the move to the history, return the entry."""
     client = MlflowClient()
@@ -219,13 +246,25 @@ def set_champion(cfg: Config, version: str, reason: str, action: str) -> dict:
 
 
 def rollback(cfg: Config, reason: str) -> dict:
-    """Champion back to the version that was champion before the current one."""
+    """Champion back to the version that was champion before the current one; when the
+    current champion's version was deleted (the alias went with it), to the most recent
+    earlier champion that still exists."""
     current = _champion(cfg)
-    if current is None:
-        raise PromotionError(f"{cfg.mlflow.registered_model} has no champion to roll back")
-    for entry in reversed(history(cfg)):
-        if entry["version"] == str(current.version) and entry.get("previous"):
-            return set_champion(cfg, entry["previous"], reason, "rollback")
-    raise PromotionError(f"no earlier champion recorded for version {current.version} of "
-                         f"{cfg.mlflow.registered_model}; use promote --version N")
-
+    moves = history(cfg)
+    if current is not None:
+        for entry in reversed(moves):
+            if entry["version"] == str(current.version) and entry.get("previous"):
+                return set_champion(cfg, entry["previous"], reason, "rollback")
+        raise PromotionError(f"no earlier champion recorded for version {current.version} of "
+                             f"{cfg.mlflow.registered_model}; use promote --version N")
+    if not moves:
+        raise PromotionError(f"{cfg.mlflow.registered_model} has no champion to roll back (none was ever promoted)")
+    alive = existing_versions(cfg)
+    gone = moves[-1]["version"]
+    for entry in reversed(moves):
+        for candidate in (entry["version"], entry.get("previous")):
+            if candidate and candidate != gone and candidate in alive:
+                return set_champion(cfg, candidate, f"{reason} (champion version {gone} no longer exists)",
+                                    "rollback")
+    raise PromotionError(f"{cfg.mlflow.registered_model}: no champion recorded in its history still exists "
+                         f"(last: version {gone}); use promote --version N")

@@ -14,6 +14,7 @@ a rerun is idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -31,6 +32,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from hinet_spark.config import Config
+from hinet_spark.serving import WEIGHTS_TAG, file_sha256
 from hinet_spark.feature_spec import OOV_ID, FeatureSpec, FeatureSpecError
 from hinet_spark.features import apply_spec, check_exposures, drop_colliding_columns
 from hinet_spark.io import create_table_if_missing, read_table, table_version, write_table
@@ -64,6 +66,11 @@ class ModelRef:
     name: str
     version: str
     run_id: str
+    source: str = ""  # where the registry says its files are
+
+    def describe(self) -> str:
+        where = f", stored at {self.source}" if self.source else ""
+        return f"model {self.name} version {self.version} ({self.uri}{where})"
 
 
 @dataclass
@@ -102,16 +109,70 @@ def resolve_model(cfg: Config, ref: str | None = None) -> ModelRef:
             return ModelRef(uri, name, f"run:{run_id}", run_id)
         mv = client.get_model_version(name, ref) if ref.isdigit() else client.get_model_version_by_alias(name, ref)
     except mlflow.exceptions.MlflowException as exc:
+        why = ""
+        if ref == "champion":
+            from hinet_spark.promotion import missing_champion
+
+            with contextlib.suppress(mlflow.exceptions.MlflowException):
+                why = f"; {missing_champion(cfg)}"
+        first = (exc.message or "").strip().splitlines()[0][:300] if exc.message else type(exc).__name__
         raise ScoringError(f"scoring.model={ref!r}: no such model in the registry "
-                           f"({name!r} at {mlflow.get_registry_uri()}): {exc.message}") from exc
-    return ModelRef(f"models:/{name}/{mv.version}", name, str(mv.version), mv.run_id)
+                           f"({name!r} at {mlflow.get_registry_uri()}): {first}{why}") from exc
+    return ModelRef(f"models:/{name}/{mv.version}", name, str(mv.version), mv.run_id, str(mv.source or ""))
 
 
-def _model_spec(local_model: Path) -> FeatureSpec:
+def download_model(ref: ModelRef, dst: str) -> Path:
+    """The model's files, or a :class:`ScoringError` naming the version and its store location."""
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=dst))
+    except Exception as exc:  # a moved or deleted artifact folder, an unreachable store
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ScoringError(f"{ref.describe()}: its files cannot be downloaded ({first})") from exc
+
+
+def _model_spec(local_model: Path, ref: ModelRef) -> FeatureSpec:
     path = local_model / "artifacts" / "feature_spec.json"
     if not path.is_file():
-        raise ScoringError(f"the model at {local_model} has no feature_spec.json artifact: not a hinet-spark model")
-    return FeatureSpec.load(path)
+        raise ScoringError(f"{ref.describe()} has no feature_spec.json artifact: its files were moved or "
+                           "deleted, or it is not a hinet-spark model")
+    try:
+        return FeatureSpec.load(path)
+    except FeatureSpecError as exc:
+        raise ScoringError(f"{ref.describe()}: its feature_spec.json is damaged ({exc})") from exc
+
+
+def check_model(local_model: Path, ref: ModelRef) -> None:
+    """Load the model once on the driver, before any Spark work or write: a damaged weights
+    file (or any file the model needs) fails here, in one line naming the version."""
+    verify_weights(local_model, ref)
+    try:
+        mlflow.pyfunc.load_model(str(local_model))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ScoringError(f"{ref.describe()} cannot be loaded: {type(exc).__name__}: {first}. Nothing was "
+                           "written; score with another version (scoring.model=N) or roll back the champion") from exc
+
+
+def verify_weights(local_model: Path, ref: ModelRef) -> None:
+    """The weights' sha256 against the ``weights_sha256`` tag the registry holds for the
+    version (written when training registered it); versions registered before the tag
+    existed are loaded unchecked, with a warning."""
+    if not ref.version.isdigit():
+        return
+    tags = MlflowClient().get_model_version(ref.name, ref.version).tags
+    expected = tags.get(WEIGHTS_TAG)
+    weights = local_model / "artifacts" / "weights.pt"
+    if expected is None:
+        logger.warning("%s has no %s tag (registered before it existed): its weights are not verified",
+                       ref.describe(), WEIGHTS_TAG)
+        return
+    if not weights.is_file():
+        raise ScoringError(f"{ref.describe()} has no weights.pt artifact: its files were moved or deleted")
+    actual = file_sha256(weights)
+    if actual != expected:
+        raise ScoringError(f"{ref.describe()}: weights.pt has sha256 {actual[:16]}..., the registry says "
+                           f"{expected[:16]}...: the file was replaced or damaged after registration; refusing to "
+                           "load it (docs/operations.md, 'Trust boundary')")
 
 
 def transform_spec(cfg: Config, model_spec: FeatureSpec) -> FeatureSpec:
@@ -149,8 +210,9 @@ def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tup
     setup_mlflow(cfg)
     ref = resolve_model(cfg, model)
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=tmp))
-        model_spec = _model_spec(local)
+        local = download_model(ref, tmp)
+        model_spec = _model_spec(local, ref)
+        check_model(local, ref)
         spec = transform_spec(cfg, model_spec)
         if scenarios is not None:
             unknown = sorted(set(scenarios) - set(spec.scenarios))
@@ -187,18 +249,24 @@ def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tup
             write_table(quarantine, cfg, "scores_quarantine", partition_by=["dt"], replace_where=where,
                         rows=sum(report.quarantined.values()))
             clock = _lap(report, "write_quarantine", clock)
-            spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.scoring.batch_size))
-            udf = mlflow.pyfunc.spark_udf(spark, str(local), result_type=RESULT_TYPE, env_manager="local")
-            # the UDF's task count is the job's: rows / spark.rows_per_task, not the 200 (or
-            # whatever) shuffle partitions the session's settings would give the persisted frame
             n_rows = sum(report.scored.values())
-            tasks = max(1, math.ceil(n_rows / cfg.spark.rows_per_task))
-            logger.info("scoring %d rows in %d model-UDF task(s) (spark.rows_per_task %d)", n_rows, tasks,
-                        cfg.spark.rows_per_task)
-            scores = features.repartition(tasks).withColumn("_p", udf(F.struct(*spec.columns, "scenario_idx"))).select(
-                *KEYS, "scenario", "dt", F.col("_p.p_ctr").alias("p_ctr"), F.col("_p.p_ctcvr").alias("p_ctcvr"),
-                F.lit(ref.name).alias("model_name"), F.lit(ref.version).alias("model_version"),
-                F.lit(scored_at).cast("timestamp").alias("scored_at"))
+            if n_rows == 0:  # every candidate quarantined: a valid, empty day (its old scores replaced)
+                logger.warning("candidates %s: none of the %d rows can be scored (all quarantined: %s); writing "
+                               "no scores for the day", date, sum(report.read.values()), report.quarantined)
+                scores = spark.createDataFrame([], load_schema("scores").struct)
+            else:
+                spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.scoring.batch_size))
+                udf = mlflow.pyfunc.spark_udf(spark, str(local), result_type=RESULT_TYPE, env_manager="local")
+                # the UDF's task count is the job's: rows / spark.rows_per_task, not the 200 (or
+                # whatever) shuffle partitions the session's settings would give the persisted frame
+                tasks = max(1, math.ceil(n_rows / cfg.spark.rows_per_task))
+                logger.info("scoring %d rows in %d model-UDF task(s) (spark.rows_per_task %d)", n_rows, tasks,
+                            cfg.spark.rows_per_task)
+                scores = features.repartition(tasks).withColumn(
+                    "_p", udf(F.struct(*spec.columns, "scenario_idx"))).select(
+                    *KEYS, "scenario", "dt", F.col("_p.p_ctr").alias("p_ctr"), F.col("_p.p_ctcvr").alias("p_ctcvr"),
+                    F.lit(ref.name).alias("model_name"), F.lit(ref.version).alias("model_version"),
+                    F.lit(scored_at).cast("timestamp").alias("scored_at"))
             # the first write creates the table with the contract's schema: NOT NULL keys and scores
             create_table_if_missing(spark, cfg, "scores", load_schema("scores").struct, ["scenario", "dt"])
             write_table(scores, cfg, "scores", partition_by=["scenario", "dt"], replace_where=where, rows=n_rows)
@@ -210,7 +278,7 @@ def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tup
     written = read_table(spark, cfg, "scores").where(F.col("dt") == F.lit(date).cast("date")) \
         .where(F.col("scenario").isin(*chosen))
     held, hist = _stats(report, written, cfg.scoring.histogram_bins)
-    if held != report.scored:
+    if held != {k: v for k, v in report.scored.items() if v}:
         raise ReconciliationError(f"scores {date}: the table holds {held} rows per scenario, "
                                   f"the job scored {report.scored}")
     clock = _lap(report, "read_back_and_stats", clock)
@@ -253,6 +321,8 @@ def _stats(report: ScoreReport, written: DataFrame, bins: int) -> tuple[dict[str
                                                     "p99": float(q[1])}
             upper[(task, s)] = float(q[2]) if q[2] > 0 else max(float(r[f"{task}|max"]), 1e-6)
     hist: dict[str, dict[str, dict]] = {}
+    if not upper:  # nothing scored: no histogram
+        return held, hist
     for task in ("p_ctr", "p_ctcvr"):
         top = F.create_map(*[x for (t, s), u in upper.items() if t == task for x in (F.lit(s), F.lit(u))])
         b = F.least(F.floor(F.col(task) / top[F.col("scenario")] * bins), F.lit(bins - 1)).cast("int")
@@ -271,7 +341,12 @@ def _log_run(cfg: Config, report: ScoreReport, hist: dict[str, dict[str, dict]])
     import matplotlib.pyplot as plt
 
     use_experiment(cfg, f"{cfg.mlflow.experiment}-scoring")
-    with mlflow.start_run(run_name=f"score-{report.date}", tags={"job": "score_candidates"}) as run, \
+    tags = {"job": "score_candidates"}
+    if not sum(report.scored.values()):
+        tags["mlflow.note.content"] = (f"no candidate of {report.date} could be scored: all "
+                                       f"{sum(report.read.values())} quarantined ({report.quarantined})")
+        tags["empty_day"] = "true"
+    with mlflow.start_run(run_name=f"score-{report.date}", tags=tags) as run, \
             tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params({"date": report.date, "scenarios": ",".join(report.scenarios),
                            "model_uri": report.model.uri, "model_name": report.model.name,

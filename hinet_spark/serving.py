@@ -13,12 +13,18 @@ The model carries what it needs to load anywhere MLflow runs (Databricks Model S
   no package index;
 * its inputs: the weights, the feature spec and the model config as artifacts, and a
   signature (inputs: the ``f_*`` id columns and ``scenario_idx``; outputs ``p_ctr``,
-  ``p_ctcvr``).
+  ``p_ctcvr``);
+* no pickle: it is logged as MLflow "models from code" (``serving_code.py`` sets the model),
+  the weights are a ``state_dict`` read with ``weights_only=True``, config and spec are JSON.
+  ``model_meta.json`` records the weights' sha256 (checked when the model loads) and the
+  registered version carries it as the tag ``weights_sha256`` (checked by scoring against the
+  registry before anything runs: docs/operations.md, "Trust boundary").
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import tempfile
 from importlib import metadata
@@ -36,6 +42,15 @@ from hinet_spark.feature_spec import FeatureSpec
 
 # What loading and predicting import; pinned to the versions of the environment that trained.
 RUNTIME_PACKAGES = ("torch", "numpy", "pandas", "mlflow", "cloudpickle", "pyyaml")
+WEIGHTS_TAG = "weights_sha256"  # the registered version's tag holding the weights' content hash
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class HiNetPyfunc(mlflow.pyfunc.PythonModel):
@@ -50,6 +65,10 @@ class HiNetPyfunc(mlflow.pyfunc.PythonModel):
         self.spec = FeatureSpec.load(context.artifacts["feature_spec"])
         self.columns = self.spec.columns
         self.model = build_model(ModelSpec(section, tuple(meta["vocab_sizes"]), meta["n_scenarios"]))
+        expected = meta.get("weights_sha256")  # models logged before it was recorded have none
+        if expected is not None and file_sha256(context.artifacts["weights"]) != expected:
+            raise ValueError(f"weights.pt does not match the sha256 in model_meta.json ({expected[:16]}...): the "
+                             "file was replaced or damaged after the model was logged")
         self.model.load_state_dict(torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True))
         # In a Spark task (spark_udf) use the task's cores, not every core of the machine; on
         # a worker with a GPU predict there.
@@ -107,9 +126,17 @@ def log_pyfunc(model: torch.nn.Module, model_spec: Any, spec: FeatureSpec, regis
         torch.save(model.state_dict(), files / "weights.pt")
         (files / "model_meta.json").write_text(json.dumps({
             "model": dataclasses.asdict(model_spec.config), "vocab_sizes": list(model_spec.vocab_sizes),
-            "n_scenarios": model_spec.n_scenarios, "scenarios": list(spec.scenarios)}))
-        return _log(files / "weights.pt", files / "feature_spec.json", files / "model_meta.json", spec,
+            "n_scenarios": model_spec.n_scenarios, "scenarios": list(spec.scenarios),
+            "weights_sha256": file_sha256(files / "weights.pt")}))
+        info = _log(files / "weights.pt", files / "feature_spec.json", files / "model_meta.json", spec,
                     registered_model, name)
+        if registered_model:  # the registry keeps the weights' hash: scoring checks the files against it
+            from mlflow.tracking import MlflowClient
+
+            version = registered_version(info, registered_model, mlflow.active_run().info.run_id)
+            MlflowClient().set_model_version_tag(registered_model, version, WEIGHTS_TAG,
+                                                 file_sha256(files / "weights.pt"))
+        return info
 
 
 def _log(weights: Path, spec_file: Path, meta: Path, spec: FeatureSpec, registered_model: str | None,
@@ -119,11 +146,16 @@ def _log(weights: Path, spec_file: Path, meta: Path, spec: FeatureSpec, register
     # calls it ``artifact_path``
     where = {"name": name} if int(mlflow.__version__.split(".")[0]) >= 3 else {"artifact_path": name}
     return mlflow.pyfunc.log_model(
-        **where, python_model=HiNetPyfunc(), code_paths=[package_dir()],
+        **where, python_model=model_code(), code_paths=[package_dir()],
         artifacts={"weights": str(weights), "feature_spec": str(spec_file), "model_meta": str(meta)},
         signature=signature(spec), input_example=example, pip_requirements=pinned_requirements(),
         registered_model_name=registered_model,
     )
+
+
+def model_code() -> str:
+    """The file MLflow runs to set the model ("models from code", MLflow >= 2.13)."""
+    return str(Path(__file__).resolve().parent / "serving_code.py")
 
 
 def registered_version(info: Any, name: str, run_id: str) -> str:

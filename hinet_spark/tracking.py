@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from hinet_spark.config import Config
 from hinet_spark.evaluation import Evaluation
+from hinet_spark.io import StorageError
 from hinet_spark.promotion import compare_and_decide, comparison_metrics, set_champion
 from hinet_spark.serving import HiNetPyfunc, log_pyfunc, registered_version  # noqa: F401  (HiNetPyfunc: models logged before 0.2 name it here)
 from hinet_spark.training import TrainResult
@@ -56,10 +57,25 @@ def artifact_root(cfg: Config) -> str | None:
 
 
 def use_experiment(cfg: Config, name: str) -> None:
-    """Set the active experiment, creating it with :func:`artifact_root` when new."""
-    if mlflow.get_experiment_by_name(name) is None:
-        root = artifact_root(cfg)
+    """Set the active experiment, creating it with :func:`artifact_root` when new.
+
+    With the local store's default layout, an existing experiment must keep its artifacts
+    under this ``storage.root``: a root copied with ``cp -r`` carries an ``mlflow.db`` whose
+    experiments still point at the original's absolute paths, and its runs would write there.
+    """
+    root = artifact_root(cfg)
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is None:
         MlflowClient().create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+    elif root is not None and not cfg.mlflow.artifact_root:
+        location = str(exp.artifact_location)
+        if not (location == root or location.startswith(root.rstrip("/") + "/")):
+            raise StorageError(
+                f"MLflow experiment {name!r} ({tracking_uri(cfg)}) keeps its artifacts at {location}, outside this "
+                f"storage.root's {root}: the root was copied from elsewhere (its mlflow.db keeps the original's "
+                "absolute paths), so this run would write into the original. Give the copy its own MLflow store "
+                "(set mlflow.tracking_uri to a new sqlite file, or remove the copy's mlflow.db and mlflow_artifacts), "
+                "or set mlflow.artifact_root to write to that location on purpose")
     mlflow.set_experiment(name)
 
 

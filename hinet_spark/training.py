@@ -17,14 +17,21 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from pyspark.sql import SparkSession
 
-from hinet_spark.checkpoints import CheckpointError, check_resumable, fingerprint, foreign_checkpoint, run_dir, run_lock
+from hinet_spark.checkpoints import (
+    CheckpointError,
+    check_resumable,
+    fingerprint,
+    foreign_checkpoint,
+    run_dir,
+    run_lock,
+)
 from hinet_spark.config import Config, ModelSection, TrainSection
 from hinet_spark.data import (
     LABELS,

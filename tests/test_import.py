@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -214,3 +216,194 @@ def test_the_shop_example_round_trips(spark, tmp_path, monkeypatch):
     shutil.rmtree("data/shop_source")  # the shop's tables hold no oracle: real-log rules apply
     report = build_samples(spark, shop, "2026-01-01", "2026-01-02")
     assert report.used["raw_exposures"] == 6000 - sum(report.quarantined.get("raw_exposures", {}).values())
+
+
+# --------------------------------------------------------------------------------------
+# Issue #25: hostile mappings and sources (each failed on the code before the fix)
+# --------------------------------------------------------------------------------------
+
+def _log(spark, path: Path, rows: list[dict]) -> Path:
+    spark.createDataFrame(pd.DataFrame(rows)).write.mode("overwrite").parquet(str(path))
+    return path
+
+
+def _flag_mapping(tmp_path: Path, name: str, src: Path, *, time: str = "{unit: s}", where: str | None = None,
+                  zone: str = "UTC", extra: str = "", features: str = "") -> Path:
+    """Exposures with click/order flags on their rows; request and item ids constant."""
+    return write_mapping(tmp_path / f"{name}.yaml", f"""
+time_zone: {zone}
+exposures:
+  source: {{path: {src}, format: parquet}}
+  columns: {{exposure_id: id, user_id: u, scenario: slot, event_time: at}}
+  defaults: {{request_id: none, item_id: none}}
+  time: {time}
+{f'  where: "{where}"' if where else ''}
+{features}
+clicks: {{flag: clk}}
+orders: {{flag: buy}}
+{extra}
+""")
+
+
+def _bare_cfg(tmp_path, *extra):
+    return cfg_for(tmp_path, "features.numeric=[]", "features.categorical=[]", *extra)
+
+
+def _at(text: str) -> int:
+    return int(dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC).timestamp())
+
+
+def _row(i, day="2026-01-01", hour=1, slot="feed", clk=0, buy=0, **kw):
+    return {"id": f"{slot}{day}-{i}", "u": i, "slot": slot, "at": _at(f"{day}T{hour:02d}:00:00"), "clk": clk,
+            "buy": buy, **kw}
+
+
+@pytest.mark.parametrize("features, problem", [
+    ("{price_cents: user_id}", "output name 'user_id' is a column of the raw_exposures contract"),
+    ("{price_cents: dt}", "output name 'dt' is a column of the raw_exposures contract"),
+    ("{price_cents: source}", "output name 'source' is a column the pipeline adds"),
+    ("{price_cents: label_ctr}", "output name 'label_ctr' is a column the pipeline adds"),
+    ("{price_cents: f_price}", "output name 'f_price' is a column the pipeline adds"),
+    ("{price_cents: price, amount: price}", "output name 'price' is also the output of exposures.features.price_cents"),
+])
+def test_a_feature_output_name_cannot_overwrite_a_contract_or_pipeline_column(tmp_path, features, problem):
+    path = _flag_mapping(tmp_path, "m", tmp_path / "log", features=f"  features: {features}")
+    with pytest.raises(MappingError, match=re.escape(problem)):
+        load_mapping(path, _bare_cfg(tmp_path))
+
+
+def test_a_second_source_replaces_only_its_own_rows(spark, tmp_path):
+    cfg = _bare_cfg(tmp_path)
+    app = _log(spark, tmp_path / "app", [_row(i, day, clk=int(i == 0)) for day in ("2026-01-01", "2026-01-02")
+                                         for i in range(5)])
+    web = _log(spark, tmp_path / "web", [_row(9, "2026-01-02", slot="banner", clk=1)])
+    first = load_mapping(_flag_mapping(tmp_path, "app_logs", app), cfg)
+    second = load_mapping(_flag_mapping(tmp_path, "web_logs", web), cfg)
+    assert (first.source, second.source) == ("app_logs", "web_logs")  # the file name by default
+    import_logs(spark, cfg, first, "2026-01-01", "2026-01-02")
+    report = import_logs(spark, cfg, second, "2026-01-02", "2026-01-02")
+    assert report.counts["raw_exposures"]["imported"] == 1
+
+    def held(key):
+        return sorted((r["source"], str(r["dt"])) for r in read_table(spark, cfg, key).collect())
+
+    assert held("raw_exposures") == [("app_logs", "2026-01-01")] * 5 + [("app_logs", "2026-01-02")] * 5 + \
+        [("web_logs", "2026-01-02")]
+    assert held("raw_clicks") == [("app_logs", "2026-01-01"), ("app_logs", "2026-01-02"), ("web_logs", "2026-01-02")]
+    # a rerun of either is idempotent and leaves the other's rows alone
+    import_logs(spark, cfg, first, "2026-01-02", "2026-01-02")
+    import_logs(spark, cfg, second, "2026-01-02", "2026-01-02")
+    assert held("raw_exposures").count(("app_logs", "2026-01-02")) == 5
+    assert held("raw_exposures").count(("web_logs", "2026-01-02")) == 1
+    # an explicit source name, checked
+    bad = _flag_mapping(tmp_path, "named", web, extra="source: 'no spaces allowed'")
+    with pytest.raises(MappingError, match="source: 'no spaces allowed': a source name is"):
+        load_mapping(bad, cfg)
+
+
+def test_units_and_zones_are_checked_before_the_first_write(spark, tmp_path):
+    cfg = _bare_cfg(tmp_path)
+    exp = _log(spark, tmp_path / "imps", [_row(i) for i in range(4)])
+    orders = tmp_path / "orders"
+    orders.mkdir()
+    # epoch microseconds declared as seconds: today a long overflow after two tables were committed
+    (orders / "part.json").write_text(json.dumps({"id": "feed2026-01-01-0", "ts": _at("2026-01-01T02:00:00")
+                                                  * 1_000_000}) + "\n")
+    mapping = _flag_mapping(tmp_path, "m", exp).read_text().replace(
+        "orders: {flag: buy}", f"orders:\n  source: {{path: {orders}, format: json}}\n"
+                               "  columns: {exposure_id: id, order_time: ts}\n  defaults: {amount: 1.0}\n"
+                               "  time: {unit: s}")
+    path = write_mapping(tmp_path / "orders_us.yaml", mapping)
+    with pytest.raises(MappingError, match=r"orders\.time\.unit: 's' puts the 'ts' values .* beyond any date.*"
+                                           r"with time\.unit 'us' their median would be 2026-01-01 02:00 UTC"):
+        import_logs(spark, cfg, load_mapping(path, cfg), "2026-01-01", "2026-01-01")
+    assert not (tmp_path / "data" / "raw_exposures").exists()  # nothing of the import was written
+    # milliseconds declared as seconds: named with the year they would land in
+    ms = _log(spark, tmp_path / "ms", [{**_row(i), "at": _row(i)["at"] * 1000} for i in range(4)])
+    with pytest.raises(MappingError, match=r"exposures\.time\.unit: 's' puts the 'at' values .* at year 5[0-9]{4}.*"
+                                           r"with time\.unit 'ms' their median would be 2026-01-01"):
+        import_logs(spark, cfg, load_mapping(_flag_mapping(tmp_path, "ms", ms), cfg), "2026-01-01", "2026-01-01")
+    with pytest.raises(MappingError, match=r"time_zone: 'Mars/Olympus_Mons' is not a time zone"):
+        load_mapping(_flag_mapping(tmp_path, "mars", exp, zone="Mars/Olympus_Mons"), cfg)
+
+
+def test_an_import_stopped_midway_is_refused_by_build_features(spark, tmp_path, monkeypatch):
+    import hinet_spark.importing as importing
+    from hinet_spark.io import ImportIncompleteError
+
+    cfg = _bare_cfg(tmp_path, "features.min_count=1")
+    src = _log(spark, tmp_path / "imps", [_row(i, clk=1, buy=int(i < 2)) for i in range(6)])
+    mapping = load_mapping(_flag_mapping(tmp_path, "m", src), cfg)
+    real = importing.write_table
+
+    def dies_on_orders(df, cfg_, key, **kw):
+        if key == "raw_orders":
+            raise KeyboardInterrupt("killed")  # raw_exposures and raw_clicks are committed by now
+        return real(df, cfg_, key, **kw)
+
+    monkeypatch.setattr(importing, "write_table", dies_on_orders)
+    with pytest.raises(KeyboardInterrupt):
+        import_logs(spark, cfg, mapping, "2026-01-01", "2026-01-01")
+    assert read_table(spark, cfg, "raw_clicks").count() == 6  # half an import is on disk...
+    with pytest.raises(ImportIncompleteError, match=r"unfinished import \(source 'm': 2026-01-01\.\.2026-01-01"):
+        build_samples(spark, cfg, "2026-01-01", "2026-01-01")  # ...and no build reads it
+    monkeypatch.setattr(importing, "write_table", real)
+    import_logs(spark, cfg, mapping, "2026-01-01", "2026-01-01")  # the rerun completes it
+    built = build_samples(spark, cfg, "2026-01-01", "2026-01-01")
+    assert built.per_scenario["feed"]["orders"] == 2
+
+
+def test_nightly_imports_of_local_date_partitions_lose_no_row_unnamed(spark, tmp_path, caplog):
+    cfg = _bare_cfg(tmp_path)
+    # partitions named by the local (Amsterdam, UTC+2 in summer) date: local 03-30 00:xx = UTC 03-29 22:xx
+    rows = [{**_row(i, "2026-03-29", hour=22), "log_day": "20260330"} for i in range(3)]
+    rows += [{**_row(i, "2026-03-30", hour=10), "log_day": "20260330"} for i in range(3, 5)]
+    rows += [{**_row(i, "2026-03-29", hour=10), "log_day": "20260329"} for i in range(5, 9)]
+    src = _log(spark, tmp_path / "log", rows)
+    plain = load_mapping(_flag_mapping(tmp_path, "plain", src, zone="Europe/Amsterdam",
+                                       where="log_day = '{start:%Y%m%d}'"), cfg)
+    import_logs(spark, cfg, plain, "2026-03-29", "2026-03-29")
+    with caplog.at_level(logging.WARNING, logger="hinet_spark.importing"):
+        night = import_logs(spark, cfg, plain, "2026-03-30", "2026-03-30")
+    assert night.counts["raw_exposures"]["outside"] == 3
+    assert night.uncovered["raw_exposures"] == {"2026-03-29": 3}  # today: counted "outside", then lost
+    assert "3 rows read here are dated ['2026-03-29']" in caplog.text and "{local_start}" in caplog.text
+    assert read_table(spark, cfg, "raw_exposures").count() == 6
+    # the zone's placeholders: each UTC night reads the local partitions it overlaps
+    local = load_mapping(_flag_mapping(tmp_path, "local", src, zone="Europe/Amsterdam",
+                                       where="log_day >= '{local_start:%Y%m%d}' AND log_day <= '{local_end:%Y%m%d}'"),
+                         cfg)
+    for day in ("2026-03-29", "2026-03-30"):
+        report = import_logs(spark, cfg, local, day, day)
+        assert report.uncovered == {}
+    held = read_table(spark, cfg, "raw_exposures").where("source = 'local'")
+    assert held.count() == 9  # every row, as a range import keeps them
+
+
+def test_ambiguous_and_nonexistent_local_times_are_counted_and_ruled(spark, tmp_path):
+    cfg = _bare_cfg(tmp_path)
+    rows = [("a1", "2026-10-25 02:30:00"),   # the repeated hour: 00:30 UTC (CEST) or 01:30 UTC (CET)
+            ("g1", "2026-03-29 02:30:00"),   # the skipped hour: does not exist in Amsterdam
+            ("n1", "2026-10-25 04:00:00")]   # plain: 03:00 UTC
+    src = _log(spark, tmp_path / "log", [{"id": i, "u": 1, "slot": "feed", "at": t, "clk": 0, "buy": 0}
+                                         for i, t in rows])
+
+    def run(name, rules):
+        m = load_mapping(_flag_mapping(tmp_path, name, src, zone="Europe/Amsterdam",
+                                       time=f"{{format: 'yyyy-MM-dd HH:mm:ss'{rules}}}"), cfg)
+        report = import_logs(spark, cfg, m, "2026-03-29", "2026-10-25")
+        times = {r["exposure_id"]: r["event_time"] for r in
+                 read_table(spark, cfg, "raw_exposures").where(f"source = '{name}'").collect()}
+        return report, times
+
+    report, times = run("default", "")
+    assert report.dst["raw_exposures"] == {"ambiguous": 1, "nonexistent": 1}
+    assert times == {"a1": dt.datetime(2026, 10, 25, 0, 30), "g1": dt.datetime(2026, 3, 29, 1, 30),
+                     "n1": dt.datetime(2026, 10, 25, 3, 0)}  # earlier offset; the gap shifted later
+    _, times = run("later", ", ambiguous: later")
+    assert times["a1"] == dt.datetime(2026, 10, 25, 1, 30)
+    report, times = run("strict", ", ambiguous: quarantine, nonexistent: quarantine")
+    assert sorted(times) == ["n1"]
+    assert report.quarantined["raw_exposures"] == {"ambiguous_time:event_time": 1, "nonexistent_time:event_time": 1}
+    with pytest.raises(MappingError, match=r"exposures\.time\.ambiguous: 'first': expected one of"):
+        load_mapping(_flag_mapping(tmp_path, "bad", src, time="{format: x, ambiguous: first}"), cfg)

@@ -12,14 +12,13 @@ uses ``champion`` from its next run. Exit code 1 on any error.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
 
 from hinet_spark.cli import base_parser, run_job
 from hinet_spark.config import Config
-from hinet_spark.promotion import history, rollback, set_champion
+from hinet_spark.promotion import history_lines, rollback, set_champion
 from hinet_spark.tracking import setup
 
 logger = logging.getLogger("manage_model")
@@ -48,9 +47,9 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     elif args.action == "rollback":
         entry = rollback(cfg, args.reason)
     else:
-        entries = history(cfg)
+        entries = history_lines(cfg)
         logger.info("champion history of %s (%d entries, oldest first):\n%s", cfg.mlflow.registered_model,
-                    len(entries), "\n".join(json.dumps(e) for e in entries))
+                    len(entries), "\n".join(entries))
         return 0
     logger.info("champion of %s is now version %s (was %s)", cfg.mlflow.registered_model, entry["version"],
                 entry["previous"])
