@@ -32,7 +32,6 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from hinet_spark.config import Config
-from hinet_spark.serving import WEIGHTS_TAG, file_sha256
 from hinet_spark.feature_spec import OOV_ID, FeatureSpec, FeatureSpecError
 from hinet_spark.features import apply_spec, check_exposures, drop_colliding_columns
 from hinet_spark.io import create_table_if_missing, read_table, table_version, write_table
@@ -44,6 +43,7 @@ from hinet_spark.samples import (
     spec_path,
 )
 from hinet_spark.schemas import load_schema, validate_dataframe, validate_features
+from hinet_spark.serving import WEIGHTS_TAG, file_sha256
 from hinet_spark.tracking import setup as setup_mlflow
 from hinet_spark.tracking import use_experiment
 

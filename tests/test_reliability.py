@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -399,3 +400,113 @@ def test_root_with_a_space_works_and_a_deleted_file_is_one_line(tmp_path):
     assert len(ours) == 1 and f"Delta table 'raw_exposures' at {root / 'raw_exposures'}: a file its log " \
                                 "references is missing" in ours[0], out[-3000:]
     assert "Traceback" not in out and "\tat org.apache" not in out, out[-3000:]
+
+
+# --------------------------------------------------------------------------------------
+# Issue #25: concurrent builds and trainings, copied roots, config bombs
+# --------------------------------------------------------------------------------------
+
+
+def test_concurrent_builds_cannot_mix_feature_specs(spark, cfg, monkeypatch):
+    """Two builds on a fresh root fit different specs at once; one commit wins, the other
+    writes nothing and says why; samples and feature_spec.json agree on one spec."""
+    import hinet_spark.samples as samples_mod
+    from hinet_spark.samples import claimed_spec
+
+    write_raw(spark, cfg, [exposure("e1", price=10.0), exposure("e2", price=90.0, day=D2)], [], [])
+    real = samples_mod.claim_spec
+    both_fitted = threading.Barrier(2, timeout=120)
+
+    def claim_together(*args, **kw):
+        both_fitted.wait()  # each build has read "no spec" and fitted its own: the race of the issue
+        return real(*args, **kw)
+
+    monkeypatch.setattr(samples_mod, "claim_spec", claim_together)
+    outcomes: dict[str, BaseException | None] = {}
+
+    def build(day):
+        try:
+            build_samples(spark, cfg, day, day)
+            outcomes[day] = None
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertions
+            outcomes[day] = exc
+
+    threads = [threading.Thread(target=build, args=(d,)) for d in ("2026-01-01", "2026-01-02")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    failed = {d: e for d, e in outcomes.items() if e is not None}
+    assert len(failed) == 1, outcomes
+    (loser, exc), = failed.items()
+    assert isinstance(exc, ConcurrentRunError) and "wrote no samples" in str(exc), exc
+    hashes = {r["spec_hash"] for r in read_table(spark, cfg, "samples").select("spec_hash").distinct().collect()}
+    winner = claimed_spec(spark, cfg)["spec_hash"]
+    assert hashes == {winner} == {FeatureSpec.load(spec_path(cfg)).hash}
+    assert {str(r["dt"]) for r in read_table(spark, cfg, "samples").select("dt").distinct().collect()} == \
+        {d for d in ("2026-01-01", "2026-01-02") if d != loser}
+    monkeypatch.setattr(samples_mod, "claim_spec", real)
+    again = build_samples(spark, cfg, loser, loser)  # the loser's rerun builds with the winner's spec
+    assert again.spec_hash == winner and not again.spec_fitted
+
+
+def test_checkpoints_belong_to_their_run(tmp_path):
+    from hinet_spark.checkpoints import foreign_checkpoint, run_dir, run_lock
+
+    cfg = load_config()
+    dates = {"train": ("2026-01-01", "2026-01-05"), "val": ("2026-01-06", "2026-01-06"),
+             "test": ("2026-01-07", "2026-01-07")}
+    one = fingerprint(3, dates, "abc", cfg.model, cfg.train)
+    other_cfg = load_config(None, ["train.learning_rate=0.01"])
+    two = fingerprint(3, dates, "abc", other_cfg.model, other_cfg.train)
+    assert run_dir(tmp_path, one) != run_dir(tmp_path, two)  # overlapping runs never share latest.pt
+    assert run_dir(tmp_path, one) == run_dir(tmp_path, fingerprint(3, dates, "abc", cfg.model, cfg.train))
+    with run_lock(run_dir(tmp_path, one)):
+        with pytest.raises(CheckpointError, match=r"another training run with the same data and settings holds"):
+            with run_lock(run_dir(tmp_path, one)):
+                pass
+    assert not (run_dir(tmp_path, one) / "run.lock").exists()
+    # a lock left by a process that is gone is taken over
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    import json as _json
+    import socket
+
+    (run_dir(tmp_path, one) / "run.lock").write_text(_json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
+    with run_lock(run_dir(tmp_path, one)):
+        pass
+    # --resume without a checkpoint of its own finds the other run's, to name what differs
+    run_dir(tmp_path, two).mkdir(parents=True)
+    torch.save({"fingerprint": two, "completed": False}, run_dir(tmp_path, two) / "latest.pt")
+    found = foreign_checkpoint(tmp_path, run_dir(tmp_path, one))
+    assert found == run_dir(tmp_path, two) / "latest.pt"
+    with pytest.raises(CheckpointError, match=r"train\.learning_rate: checkpoint 0\.01, now 0\.001"):
+        check_resumable(torch.load(found, weights_only=False), one, found)
+
+
+def test_a_copied_root_never_writes_into_the_original(tmp_path):
+    import shutil
+
+    from hinet_spark.tracking import setup
+
+    original = tmp_path / "prod"
+    setup(load_config(None, [f"storage.root={original}"]))
+    shutil.copytree(original, tmp_path / "staging")
+    with pytest.raises(StorageError, match=rf"keeps its artifacts at {re.escape((original / 'mlflow_artifacts').as_uri())}"
+                                           r"/hinet-spark, outside this storage\.root's .*staging/mlflow_artifacts"):
+        setup(load_config(None, [f"storage.root={tmp_path / 'staging'}"]))
+    setup(load_config(None, [f"storage.root={original}"]))  # the original itself is fine
+
+
+def test_yaml_alias_bombs_are_refused_and_long_values_clipped(tmp_path):
+    lines = ["spark:", "  extra_conf: {}", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 40)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    assert bomb.stat().st_size < 2000
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"bomb\.yaml: expands to [\d,]+ values through YAML aliases"):
+        load_config(bomb)
+    assert time.perf_counter() - started < 10  # refused before anything walks it (was: MemoryError after 167 s)
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["train.batch_size=" + "9x" * 362])
+    assert len(str(err.value)) < 400 and "... (724 characters)" in str(err.value), err.value
