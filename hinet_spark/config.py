@@ -503,6 +503,8 @@ def _coerce(value: Any, tp: Any, key: str, sources: Mapping[str, str]) -> Any:
     if tp is str:
         if isinstance(value, dt.date):  # YAML reads an unquoted 2026-01-01 as a date
             return value.isoformat()
+        if isinstance(value, int) and not isinstance(value, bool):  # e.g. scoring.model=3 (a version)
+            return str(value)
         if not isinstance(value, str):
             raise fail("a string")
         return value

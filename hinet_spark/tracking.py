@@ -67,7 +67,7 @@ def use_experiment(cfg: Config, name: str) -> None:
     exp = mlflow.get_experiment_by_name(name)
     if exp is None:
         MlflowClient().create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
-    elif root is not None and not cfg.mlflow.artifact_root:
+    elif root is not None and not cfg.mlflow.artifact_root and not cfg.mlflow.tracking_uri:  # the root's own store
         location = str(exp.artifact_location)
         if not (location == root or location.startswith(root.rstrip("/") + "/")):
             raise StorageError(

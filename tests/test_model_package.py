@@ -117,3 +117,30 @@ def test_mlflow_models_predict_from_another_directory(registered, tmp_path):
     got = pd.DataFrame(raw["predictions"] if isinstance(raw, dict) else raw)
     np.testing.assert_allclose(got[["p_ctr", "p_ctcvr"]].to_numpy(),
                                registered["expected"][["p_ctr", "p_ctcvr"]].to_numpy(), atol=1e-6)
+
+
+def test_the_model_is_logged_from_code_with_its_weights_hash_in_the_registry(registered, tmp_path):
+    """Issue #25: loading runs no pickle, and scoring checks the weights against the registry."""
+    import shutil
+
+    from hinet_spark.scoring import ModelRef, ScoringError, verify_weights
+    from hinet_spark.serving import WEIGHTS_TAG, file_sha256
+
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}@champion", dst_path=str(tmp_path / "m")))
+    assert not list(local.rglob("*.pkl")), list(local.rglob("*.pkl"))  # nothing to unpickle
+    flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
+    assert flavor["model_code_path"].endswith("serving_code.py"), flavor
+    mv = MlflowClient().get_model_version_by_alias(NAME, "champion")
+    assert mv.tags[WEIGHTS_TAG] == file_sha256(local / "artifacts" / "weights.pt")
+    ref = ModelRef(f"models:/{NAME}/{mv.version}", NAME, str(mv.version), mv.run_id, mv.source)
+    verify_weights(local, ref)  # the registered files: fine
+    tampered = tmp_path / "tampered"
+    shutil.copytree(local, tampered)
+    weights = torch.load(tampered / "artifacts" / "weights.pt", weights_only=True)
+    weights[next(iter(weights))] += 1.0
+    torch.save(weights, tampered / "artifacts" / "weights.pt")
+    with pytest.raises(ScoringError, match=rf"model {NAME} version {mv.version} .*: weights\.pt has sha256 .*the "
+                                           "registry says .*replaced or damaged after registration"):
+        verify_weights(tampered, ref)
+    with pytest.raises(Exception, match="weights.pt does not match the sha256 in model_meta.json"):
+        mlflow.pyfunc.load_model(str(tampered))  # also refused where the registry is not at hand

@@ -4,6 +4,7 @@ refusal, unseen categories, quarantine and counts, atomicity on failure, output 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -210,3 +211,88 @@ def test_failure_mid_run_leaves_the_previous_scores(spark, root, tmp_path):
     assert table_version(spark, cfg, "scores") == version
     scores = read_table(spark, cfg, "scores")
     assert scores.count() == before and scores.where("p_ctr = 0.5").count() == 0
+
+
+# --------------------------------------------------------------------------------------
+# Issue #25: hostile days and damaged or deleted models
+# --------------------------------------------------------------------------------------
+
+
+def test_an_all_quarantined_day_is_an_empty_day(spark, root, tmp_path):
+    cfg = elsewhere(root, tmp_path)
+    cands = read_table(spark, config(root), "candidates").where(F.col("dt") == DATE).limit(50) \
+        .withColumn("scenario", F.lit("zz"))
+    write_table(cands, cfg, "candidates", partition_by=["dt"])
+    report = score_candidates(spark, cfg, DATE)  # was: an AnalysisException trace in the statistics
+    assert report.scored == {} and report.quarantined == {"unknown_scenario": 50}
+    assert read_table(spark, cfg, "scores").count() == 0
+    assert read_table(spark, cfg, "scores_quarantine").count() == 50
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    run = mlflow.get_run(report.mlflow_run_id)
+    assert run.data.tags["empty_day"] == "true" and run.data.metrics["rows_scored"] == 0
+    assert "all 50 quarantined" in run.data.tags["mlflow.note.content"]
+
+
+def _one_error_line(capfd) -> str:
+    err = capfd.readouterr().err
+    lines = [x for x in err.splitlines() if "job failed" in x]
+    assert len(lines) == 1, err[-3000:]
+    assert "Traceback" not in err[err.index(lines[0]):], err[-3000:]  # the failure is that one line
+    return lines[0]
+
+
+def test_a_damaged_model_fails_on_the_driver_before_any_write(spark, root, tmp_path, monkeypatch, capfd):
+    import hinet_spark.scoring as scoring
+
+    cfg = config(root)
+    score_candidates(spark, cfg, DATE)
+    versions = {k: table_version(spark, cfg, k) for k in ("scores", "scores_quarantine")}
+    real = scoring.download_model
+
+    def truncated(ref, dst):
+        local = real(ref, dst)
+        weights = local / "artifacts" / "weights.pt"
+        weights.write_bytes(weights.read_bytes()[:100])
+        return local
+
+    monkeypatch.setattr(scoring, "download_model", truncated)
+    argv = [x for o in (f"storage.root={root}", *SMALL, "scoring.model=1") for x in ("--set", o)]
+    assert score_job.main(argv) == 1
+    line = _one_error_line(capfd)
+    assert "model hinet version 1 (models:/hinet/1, stored at " in line and "weights.pt has sha256" in line, line
+    assert {k: table_version(spark, cfg, k) for k in versions} == versions  # nothing was written
+
+    def emptied(ref, dst):  # the artifact folder moved away: what the download brings is empty
+        return Path(dst)
+
+    monkeypatch.setattr(scoring, "download_model", emptied)
+    assert score_job.main(argv) == 1
+    line = _one_error_line(capfd)
+    assert "model hinet version 1 (models:/hinet/1, stored at " in line and "no feature_spec.json artifact" in line
+
+
+def test_deleted_versions_are_known_to_history_rollback_and_scoring(spark, root, capfd):
+    from mlflow.tracking import MlflowClient
+
+    from hinet_spark.promotion import history_lines, rollback, set_champion
+    from hinet_spark.tracking import setup
+
+    name = "hinet_deleted"
+    cfg = config(root, f"mlflow.registered_model={name}")
+    setup(cfg)
+    client = MlflowClient()
+    source = client.get_model_version("hinet", "1").source
+    for _ in range(2):
+        mlflow.register_model(source, name)
+    set_champion(cfg, "1", "first", "promote")
+    set_champion(cfg, "2", "second", "promote")
+    client.delete_model_version(name, "2")
+    argv = [x for o in (f"storage.root={root}", *SMALL, f"mlflow.registered_model={name}") for x in ("--set", o)]
+    assert score_job.main(argv) == 1
+    line = _one_error_line(capfd)
+    assert "its last champion, version 2, was deleted from the registry" in line, line
+    lines = history_lines(cfg)
+    assert "version 2 (deleted since) replaced 1" in lines[-1], lines
+    entry = rollback(cfg, "v2 is gone")  # was: "hinet has no champion to roll back"
+    assert entry["version"] == "1" and "champion version 2 no longer exists" in entry["reason"]
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
