@@ -368,6 +368,8 @@ def test_nightly_imports_of_local_date_partitions_lose_no_row_unnamed(spark, tmp
     assert night.counts["raw_exposures"]["outside"] == 3
     assert night.uncovered["raw_exposures"] == {"2026-03-29": 3}  # today: counted "outside", then lost
     assert "3 rows read here are dated ['2026-03-29']" in caplog.text and "{local_start}" in caplog.text
+    assert "raw_exposures: 3 of 5 rows read fall outside 2026-03-30..2026-03-30 (their event_time span 2026-03-29 " \
+           "22:00:00 .. 2026-03-29 22:00:00 UTC)" in caplog.text  # most rows elsewhere: where they are
     assert read_table(spark, cfg, "raw_exposures").count() == 6
     # the zone's placeholders: each UTC night reads the local partitions it overlaps
     local = load_mapping(_flag_mapping(tmp_path, "local", src, zone="Europe/Amsterdam",

@@ -45,6 +45,26 @@ def cfg(cfg_factory):
                        "features.quantile_relative_error=0.0")
 
 
+def at_once(fn, args) -> dict:
+    """``fn(a)`` for each of ``args`` in its own thread, at once: ``a -> None`` (it returned) or
+    the exception it raised."""
+    outcomes: dict = {}
+
+    def call(a):
+        try:
+            fn(a)
+            outcomes[a] = None
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertions
+            outcomes[a] = exc
+
+    threads = [threading.Thread(target=call, args=(a,)) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
+
+
 def _rows(spark, cfg, key, cols=("exposure_id",)):
     return sorted(tuple(r) for r in read_table(spark, cfg, key).select(*cols).collect())
 
@@ -319,22 +339,12 @@ def test_concurrent_writers_loser_gets_one_clear_error(spark, cfg):
     write_table(spark.createDataFrame([("x", 0, D1)], "w string, i int, dt date"), cfg, "scores",
                 partition_by=["dt"])
     slow = F.udf(lambda i: time.sleep(3) or i, T.IntegerType())
-    outcomes: dict[str, BaseException | None] = {}
-
     def writer(name):
         df = spark.range(4).select(F.lit(name).alias("w"), slow(F.col("id").cast("int")).alias("i"),
                                    F.lit(D1).alias("dt")).coalesce(1)
-        try:
-            write_table(df, cfg, "scores", partition_by=["dt"], replace_where="dt = '2026-01-01'")
-            outcomes[name] = None
-        except BaseException as exc:  # noqa: BLE001 - recorded for the assertions
-            outcomes[name] = exc
+        write_table(df, cfg, "scores", partition_by=["dt"], replace_where="dt = '2026-01-01'")
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in ("one", "two")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = at_once(writer, ("one", "two"))
     failed = [e for e in outcomes.values() if e is not None]
     assert len(failed) == 1, outcomes
     assert isinstance(failed[0], ConcurrentRunError)
@@ -422,20 +432,7 @@ def test_concurrent_builds_cannot_mix_feature_specs(spark, cfg, monkeypatch):
         return real(*args, **kw)
 
     monkeypatch.setattr(samples_mod, "claim_spec", claim_together)
-    outcomes: dict[str, BaseException | None] = {}
-
-    def build(day):
-        try:
-            build_samples(spark, cfg, day, day)
-            outcomes[day] = None
-        except BaseException as exc:  # noqa: BLE001 - recorded for the assertions
-            outcomes[day] = exc
-
-    threads = [threading.Thread(target=build, args=(d,)) for d in ("2026-01-01", "2026-01-02")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = at_once(lambda day: build_samples(spark, cfg, day, day), ("2026-01-01", "2026-01-02"))
     failed = {d: e for d, e in outcomes.items() if e is not None}
     assert len(failed) == 1, outcomes
     (loser, exc), = failed.items()
