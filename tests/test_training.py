@@ -66,7 +66,8 @@ def test_horovod_two_workers_learn(spark, root, tmp_path):
     for s in ("a", "b"):
         assert result.test.auc["ctr"][s] > 0.54, result.test.auc
     assert result.test.mean_auc > 0.54, result.test.mean_auc
-    assert (tmp_path / "ckpt" / "latest.pt").is_file() and (tmp_path / "ckpt" / "epoch-5.pt").is_file()
+    (run_ckpt,) = (tmp_path / "ckpt").iterdir()  # the run's own folder (its fingerprint's hash)
+    assert (run_ckpt / "latest.pt").is_file() and (run_ckpt / "epoch-5.pt").is_file()
 
 
 def test_torch_distributor_two_processes_on_executors(spark, root, tmp_path):
