@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import math
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,19 +229,25 @@ def claim_spec(spark: SparkSession, cfg: Config, spec: FeatureSpec, fitted: bool
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
     row = spark.createDataFrame([("current", spec.hash, previous, run, now, *spec.fit_window)], SPEC_LOG_SCHEMA)
     loc = table_location(cfg, "feature_spec_log")
-    try:
-        create_table_if_missing(spark, cfg, "feature_spec_log", row.schema, [])
-        table = DeltaTable.forName(spark, loc) if cfg.storage.catalog_schema else DeltaTable.forPath(spark, loc)
-        held = "t.spec_hash = s.spec_hash" + (f" OR t.spec_hash = '{previous}'" if previous else "")
-        (table.alias("t").merge(row.alias("s"), "t.slot = s.slot")
-         .whenMatchedUpdateAll(condition=held).whenNotMatchedInsertAll().execute())
-    except Exception as exc:
-        if any(name in str(exc) for name in CONFLICTS):
+    held = "t.spec_hash = s.spec_hash" + (f" OR t.spec_hash = '{previous}'" if previous else "")
+    for attempt in range(3):
+        try:
+            create_table_if_missing(spark, cfg, "feature_spec_log", row.schema, [])
+            table = DeltaTable.forName(spark, loc) if cfg.storage.catalog_schema else DeltaTable.forPath(spark, loc)
+            (table.alias("t").merge(row.alias("s"), "t.slot = s.slot")
+             .whenMatchedUpdateAll(condition=held).whenNotMatchedInsertAll().execute())
+            break
+        except Exception as exc:
+            # Another build created the log table at the same moment (its first commit not yet
+            # visible, or ours refused) or committed its claim first: look again, then give up.
+            if attempt < 2 and not any(name in str(exc) for name in CONFLICTS):
+                time.sleep(1 + attempt)
+                continue
             raise ConcurrentRunError(
                 f"feature spec: another build_features claimed a feature spec at the same moment as this one "
-                f"({spec.short_hash}); this run wrote no samples. Rerun it: it builds with the spec that won"
+                f"({spec.short_hash}); this run wrote no samples. Rerun it: it builds with the spec that won "
+                f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''})"
             ) from exc
-        raise
     claim = claimed_spec(spark, cfg)
     if claim is None or claim["spec_hash"] != spec.hash:
         raise _lost(claim or {}, spec, previous)

