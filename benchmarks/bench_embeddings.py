@@ -7,7 +7,7 @@ and the memory of one worker holding a 50M-row table.
 Each configuration starts 2 Horovod processes (``horovod.run``, 1 torch thread each) that
 train the default HiNet (the embedded default's vocabulary but the user-id table) on seeded
 batches of 1024 with user ids spread over the whole table, through the project's own
-``SplitOptimizer`` and Horovod wrapping (hinet_spark.optim, hinet_spark.distributed).
+``SplitOptimizer`` and Horovod wrapping (hinet_spark.train.optim, hinet_spark.train.distributed).
 Last line: ``ratio`` = sparse samples/s at 10M buckets / sparse samples/s at 50k (goal >= 0.8).
 ``--quick`` takes fewer steps and skips the 50M-row memory measurement (about 3 minutes).
 """
@@ -34,10 +34,10 @@ def run_worker(buckets: int, sparse: bool, steps: int, batch: int) -> dict:
     import torch
 
     from hinet_spark.config import load_config
-    from hinet_spark.distributed import Horovod
+    from hinet_spark.train.distributed import Horovod
     from hinet_spark.models import ModelSpec, build_model
     from hinet_spark.models.loss import hinet_loss
-    from hinet_spark.optim import SplitOptimizer, bytes_per_step
+    from hinet_spark.train.optim import SplitOptimizer, bytes_per_step
 
     torch.set_num_threads(1)
     dist = Horovod()
@@ -84,7 +84,7 @@ def one_worker_memory(rows: int, dim: int) -> dict:
     from hinet_spark.config import load_config
     from hinet_spark.models import ModelSpec, build_model
     from hinet_spark.models.loss import hinet_loss
-    from hinet_spark.optim import SplitOptimizer
+    from hinet_spark.train.optim import SplitOptimizer
 
     torch.set_num_threads(1)
     sizes = vocab(rows)

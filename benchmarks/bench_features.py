@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from hinet_spark.config import load_config
-from hinet_spark.samples import build_samples
-from hinet_spark.spark import get_spark
+from hinet_spark.features.build import build_samples
+from hinet_spark.ops.spark import get_spark
 from jobs import generate_synthetic
 
 

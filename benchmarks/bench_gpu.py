@@ -37,7 +37,7 @@ def train_rate(torch, name: str, batch: int, bf16: bool, seconds: float = 8.0) -
     from hinet_spark.config import load_config
     from hinet_spark.models import ModelSpec, build_model
     from hinet_spark.models.loss import hinet_loss
-    from hinet_spark.optim import SplitOptimizer
+    from hinet_spark.train.optim import SplitOptimizer
 
     dev = torch.device("cuda")
     torch.cuda.reset_peak_memory_stats()
@@ -92,9 +92,9 @@ def pipeline() -> str:
     import tempfile
 
     from hinet_spark.config import load_config
-    from hinet_spark.samples import build_samples
-    from hinet_spark.spark import get_spark
-    from hinet_spark.training import fit
+    from hinet_spark.features.build import build_samples
+    from hinet_spark.ops.spark import get_spark
+    from hinet_spark.train.loop import fit
     from jobs import generate_synthetic
 
     with tempfile.TemporaryDirectory() as root:

@@ -22,7 +22,7 @@ from hinet_spark.config import load_config
 from hinet_spark.models import MODELS, ModelSpec, build_model
 from hinet_spark.models.hinet import HiNet
 from hinet_spark.models.registry import count_parameters
-from hinet_spark.optim import SplitOptimizer
+from hinet_spark.train.optim import SplitOptimizer
 from tests.reference_hinet import LoopHiNet
 
 # Vocabulary sizes like the embedded default's feature spec: 5 bucketized numerics, 6

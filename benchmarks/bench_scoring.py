@@ -31,15 +31,15 @@ import torch
 from pyspark.sql import functions as F
 
 from hinet_spark.config import load_config
-from hinet_spark.feature_spec import FeatureSpec
-from hinet_spark.features import apply_spec
-from hinet_spark.io import read_table
-from hinet_spark.samples import build_samples
-from hinet_spark.scoring import RESULT_TYPE, resolve_model, score_candidates
-from hinet_spark.spark import get_spark
-from hinet_spark.tracking import log_training
-from hinet_spark.tracking import setup as setup_mlflow
-from hinet_spark.training import fit
+from hinet_spark.features.spec import FeatureSpec
+from hinet_spark.features.transforms import apply_spec
+from hinet_spark.ops.io import read_table
+from hinet_spark.features.build import build_samples
+from hinet_spark.scoring.batch import RESULT_TYPE, resolve_model, score_candidates
+from hinet_spark.ops.spark import get_spark
+from hinet_spark.lifecycle.tracking import log_training
+from hinet_spark.lifecycle.tracking import setup as setup_mlflow
+from hinet_spark.train.loop import fit
 from jobs import generate_synthetic
 
 DATE = "2026-01-03"

@@ -5,7 +5,7 @@ distributed overhead, each against a baseline measured in the same run.
 
 1. Data path, one worker (rank 0 of 2, one torch thread, the default HiNet and batch):
    Parquet files of N and 4N rows like a materialised training split; in a fresh process
-   per measurement, ``stream`` (hinet_spark.reader.ShardStream, what training runs) and
+   per measurement, ``stream`` (hinet_spark.train.reader.ShardStream, what training runs) and
    ``memory`` (the previous path: the whole shard read into memory, sorted, random batches)
    train ``--steps`` steps. Prints peak RSS and samples/s of each; then
    ``rss_growth`` = the streaming worker's peak RSS at 4N / at N (goal <= 1.10) and the
@@ -64,10 +64,10 @@ def worker(path: str, files: list[str], steps: int, batch: int, buffer_rows: int
     import torch
 
     from hinet_spark.config import load_config
-    from hinet_spark.data import batch_tensors
+    from hinet_spark.train.snapshot import batch_tensors
     from hinet_spark.models import ModelSpec, build_model
     from hinet_spark.models.loss import hinet_loss
-    from hinet_spark.reader import ShardStream, read_all, row_groups, shard
+    from hinet_spark.train.reader import ShardStream, read_all, row_groups, shard
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -141,11 +141,11 @@ def end_to_end(quick: bool, batch: int) -> float:
 
     from benchmarks.bench_model import fwd_bwd_rate
     from hinet_spark.config import load_config
-    from hinet_spark.distributed import before_spark
+    from hinet_spark.train.distributed import before_spark
     from hinet_spark.models import ModelSpec, build_model
-    from hinet_spark.samples import build_samples
-    from hinet_spark.spark import get_spark
-    from hinet_spark.training import fit
+    from hinet_spark.features.build import build_samples
+    from hinet_spark.ops.spark import get_spark
+    from hinet_spark.train.loop import fit
     from jobs import generate_synthetic
 
     per_day = 40_000 if quick else 150_000

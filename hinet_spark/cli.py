@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hinet_spark.config import Config, ConfigError, load_config
-from hinet_spark.logs import configure
+from hinet_spark.ops.logs import configure
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -54,24 +54,24 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def _operator_errors() -> tuple[type[BaseException], ...]:
     """Failures whose message says everything an operator needs: logged as one line."""
-    from hinet_spark.checkpoints import CheckpointError
-    from hinet_spark.data import DataError
-    from hinet_spark.feature_spec import FeatureSpecError
-    from hinet_spark.importing import MappingError
-    from hinet_spark.io import (
+    from hinet_spark.train.checkpoints import CheckpointError
+    from hinet_spark.train.snapshot import DataError
+    from hinet_spark.features.spec import FeatureSpecError
+    from hinet_spark.ingest.importing import MappingError
+    from hinet_spark.ops.io import (
         ConcurrentRunError,
         ImportIncompleteError,
         StorageError,
         TableNotFoundError,
         TableReadError,
     )
-    from hinet_spark.promotion import PromotionError
-    from hinet_spark.samples import EmptyInputError
-    from hinet_spark.schemas import SchemaError
-    from hinet_spark.scoring import ScoringError
-    from hinet_spark.spark import DeltaNotConfiguredError
-    from hinet_spark.training import TrainingError
-    from hinet_spark.warm_start import WarmStartError
+    from hinet_spark.lifecycle.promotion import PromotionError
+    from hinet_spark.features.build import EmptyInputError
+    from hinet_spark.ops.schemas import SchemaError
+    from hinet_spark.scoring.batch import ScoringError
+    from hinet_spark.ops.spark import DeltaNotConfiguredError
+    from hinet_spark.train.loop import TrainingError
+    from hinet_spark.train.warm_start import WarmStartError
 
     return (ConfigError, StorageError, TableNotFoundError, TableReadError, ConcurrentRunError, SchemaError,
             FeatureSpecError, EmptyInputError, CheckpointError, PromotionError, WarmStartError,
@@ -96,7 +96,7 @@ def run_job(main_body: Callable[[argparse.Namespace, Config], int], args: argpar
         cfg = config_from_args(args)
         return int(main_body(args, cfg) or 0)
     except Exception as exc:
-        from hinet_spark.io import explain_failure
+        from hinet_spark.ops.io import explain_failure
 
         explained = explain_failure(exc, cfg) if cfg is not None else None
         if explained or isinstance(exc, _operator_errors()):

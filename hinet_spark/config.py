@@ -214,7 +214,7 @@ class TrainSection:
     progress_seconds: int = 30  # a progress line (steps, samples/s, loss, time left) at most this often
     checkpoint_dir: str | None = None  # None: <storage.root>/checkpoints
     petastorm_cache_dir: str | None = None  # None: <storage.root>/petastorm_cache
-    sparse_embeddings: bool = True  # id tables: sparse gradients, SparseAdam, sparse exchange (hinet_spark.optim)
+    sparse_embeddings: bool = True  # id tables: sparse gradients, SparseAdam, sparse exchange (hinet_spark.train.optim)
     shuffle_buffer_rows: int = 500_000  # rows a worker holds and shuffles together (its memory bound)
     row_group_mb: int = 8  # Parquet row-group size of the materialised snapshot (a worker reads one at a time)
 

@@ -6,7 +6,7 @@ The model carries what it needs to load anywhere MLflow runs (Databricks Model S
 
 * its code: the ``hinet_spark`` package is logged with the model (``code_paths``) and put on
   ``sys.path`` when it loads; loading imports only this module, ``hinet_spark.models``,
-  ``hinet_spark.config`` and ``hinet_spark.feature_spec`` (torch, numpy, pandas, PyYAML; no
+  ``hinet_spark.config`` and ``hinet_spark.features.spec`` (torch, numpy, pandas, PyYAML; no
   Spark);
 * its environment: ``requirements.txt`` / ``conda.yaml`` pin the training environment's
   versions of torch, numpy, pandas, mlflow, cloudpickle and PyYAML, and nothing that is on
@@ -38,7 +38,7 @@ import torch
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from hinet_spark.feature_spec import FeatureSpec
+from hinet_spark.features.spec import FeatureSpec
 
 # What loading and predicting import; pinned to the versions of the environment that trained.
 RUNTIME_PACKAGES = ("torch", "numpy", "pandas", "mlflow", "cloudpickle", "pyyaml")

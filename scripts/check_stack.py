@@ -31,7 +31,7 @@ def main() -> int:
         parts.append("no petastorm (Spark materialises the snapshot)")
     else:
         parts.append(f"petastorm {petastorm.__version__}")
-    from hinet_spark.spark import build_local_session
+    from hinet_spark.ops.spark import build_local_session
 
     with tempfile.TemporaryDirectory() as root:
         spark = build_local_session(root, app_name="hinet-check-stack")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hinet_spark.schemas import load_schema, schemas_dir
+from hinet_spark.ops.schemas import load_schema, schemas_dir
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 OUT = DOCS / "data_contract.md"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from hinet_spark.config import load_config
-from hinet_spark.spark import build_local_session
+from hinet_spark.ops.spark import build_local_session
 
 
 @pytest.fixture(scope="session")

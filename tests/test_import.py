@@ -15,9 +15,9 @@ import pytest
 from pyspark.sql import functions as F
 
 from hinet_spark.config import load_config
-from hinet_spark.importing import MappingError, import_logs, load_mapping
-from hinet_spark.io import read_table
-from hinet_spark.samples import build_samples
+from hinet_spark.ingest.importing import MappingError, import_logs, load_mapping
+from hinet_spark.ops.io import read_table
+from hinet_spark.features.build import build_samples
 from jobs import generate_synthetic
 from jobs import import_logs as import_job
 
@@ -328,8 +328,8 @@ def test_units_and_zones_are_checked_before_the_first_write(spark, tmp_path):
 
 
 def test_an_import_stopped_midway_is_refused_by_build_features(spark, tmp_path, monkeypatch):
-    import hinet_spark.importing as importing
-    from hinet_spark.io import ImportIncompleteError
+    import hinet_spark.ingest.importing as importing
+    from hinet_spark.ops.io import ImportIncompleteError
 
     cfg = _bare_cfg(tmp_path, "features.min_count=1")
     src = _log(spark, tmp_path / "imps", [_row(i, clk=1, buy=int(i < 2)) for i in range(6)])
@@ -363,7 +363,7 @@ def test_nightly_imports_of_local_date_partitions_lose_no_row_unnamed(spark, tmp
     plain = load_mapping(_flag_mapping(tmp_path, "plain", src, zone="Europe/Amsterdam",
                                        where="log_day = '{start:%Y%m%d}'"), cfg)
     import_logs(spark, cfg, plain, "2026-03-29", "2026-03-29")
-    with caplog.at_level(logging.WARNING, logger="hinet_spark.importing"):
+    with caplog.at_level(logging.WARNING, logger="hinet_spark.ingest.importing"):
         night = import_logs(spark, cfg, plain, "2026-03-30", "2026-03-30")
     assert night.counts["raw_exposures"]["outside"] == 3
     assert night.uncovered["raw_exposures"] == {"2026-03-29": 3}  # today: counted "outside", then lost

@@ -19,7 +19,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from hinet_spark.config import ModelSection
-from hinet_spark.feature_spec import FeatureSpec
+from hinet_spark.features.spec import FeatureSpec
 from hinet_spark.models import ModelSpec, build_model
 from hinet_spark.serving import RUNTIME_PACKAGES, log_pyfunc
 
@@ -123,7 +123,7 @@ def test_the_model_is_logged_from_code_with_its_weights_hash_in_the_registry(reg
     """Issue #25: loading runs no pickle, and scoring checks the weights against the registry."""
     import shutil
 
-    from hinet_spark.scoring import ModelRef, ScoringError, verify_weights
+    from hinet_spark.scoring.batch import ModelRef, ScoringError, verify_weights
     from hinet_spark.serving import WEIGHTS_TAG, file_sha256
 
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}@champion", dst_path=str(tmp_path / "m")))

@@ -9,7 +9,7 @@ import torch
 from hinet_spark.config import ModelSection
 from hinet_spark.models import ModelSpec, build_model
 from hinet_spark.models.loss import hinet_loss
-from hinet_spark.optim import SplitOptimizer, bytes_per_step, id_tables
+from hinet_spark.train.optim import SplitOptimizer, bytes_per_step, id_tables
 
 VOCAB = (22, 22, 8, 50_002, 20_002)
 

@@ -13,8 +13,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from hinet_spark.config import load_config
-from hinet_spark.io import read_table
-from hinet_spark.tracking import setup
+from hinet_spark.ops.io import read_table
+from hinet_spark.lifecycle.tracking import setup
 from jobs import build_features, generate_synthetic, score_candidates, train_hinet
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hinet_spark.reader import ShardError, ShardStream, read_all, row_groups, shard
+from hinet_spark.train.reader import ShardError, ShardStream, read_all, row_groups, shard
 
 COLS = ["scenario_idx", "label_ctr", "label_ctcvr", "f_x"]
 
@@ -71,7 +71,7 @@ def test_passes_chain_without_a_stall_and_reshuffle(files):
 
 def test_memory_is_the_buffer_not_the_data(files, monkeypatch):
     """The stream never concatenates more than buffer + one row group + a part batch."""
-    import hinet_spark.reader as reader
+    import hinet_spark.train.reader as reader
 
     largest = []
     real = reader._concat

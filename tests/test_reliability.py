@@ -18,11 +18,11 @@ import torch
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from hinet_spark.checkpoints import CheckpointError, check_resumable, fingerprint
+from hinet_spark.train.checkpoints import CheckpointError, check_resumable, fingerprint
 from hinet_spark.config import ConfigError, load_config
-from hinet_spark.feature_spec import FeatureSpec, FeatureSpecError
-from hinet_spark.features import check_exposures
-from hinet_spark.io import (
+from hinet_spark.features.spec import FeatureSpec, FeatureSpecError
+from hinet_spark.features.transforms import check_exposures
+from hinet_spark.ops.io import (
     ConcurrentRunError,
     StorageError,
     drop_scratch_table,
@@ -30,8 +30,8 @@ from hinet_spark.io import (
     table_location,
     write_table,
 )
-from hinet_spark.samples import build_samples, spec_archive, spec_path
-from hinet_spark.schemas import SchemaError, load_schema
+from hinet_spark.features.build import build_samples, spec_archive, spec_path
+from hinet_spark.ops.schemas import SchemaError, load_schema
 from jobs import build_features
 from tests.test_features import D1, D2, exposure, ts, write_raw
 
@@ -205,7 +205,7 @@ def test_colliding_extra_column_is_dropped_with_a_warning(spark, cfg, caplog):
 
 def test_spec_is_written_only_after_the_samples_commit(spark, cfg, monkeypatch):
     write_raw(spark, cfg, [exposure("e1")], [], [])
-    import hinet_spark.samples as samples_mod
+    import hinet_spark.features.build as samples_mod
 
     def failing_write(df, cfg_, key, **kw):
         raise RuntimeError(f"disk full writing {key}")
@@ -219,7 +219,7 @@ def test_spec_is_written_only_after_the_samples_commit(spark, cfg, monkeypatch):
 def test_refit_killed_before_the_commit_keeps_the_old_spec_current(spark, cfg, monkeypatch):
     write_raw(spark, cfg, [exposure("e1"), exposure("e2", price=50.0, day=D2)], [], [])
     old = build_samples(spark, cfg, "2026-01-01", "2026-01-01")
-    import hinet_spark.samples as samples_mod
+    import hinet_spark.features.build as samples_mod
 
     real = samples_mod.write_table
 
@@ -420,8 +420,8 @@ def test_root_with_a_space_works_and_a_deleted_file_is_one_line(tmp_path):
 def test_concurrent_builds_cannot_mix_feature_specs(spark, cfg, monkeypatch):
     """Two builds on a fresh root fit different specs at once; one commit wins, the other
     writes nothing and says why; samples and feature_spec.json agree on one spec."""
-    import hinet_spark.samples as samples_mod
-    from hinet_spark.samples import claimed_spec
+    import hinet_spark.features.build as samples_mod
+    from hinet_spark.features.build import claimed_spec
 
     write_raw(spark, cfg, [exposure("e1", price=10.0), exposure("e2", price=90.0, day=D2)], [], [])
     real = samples_mod.claim_spec
@@ -448,7 +448,7 @@ def test_concurrent_builds_cannot_mix_feature_specs(spark, cfg, monkeypatch):
 
 
 def test_checkpoints_belong_to_their_run(tmp_path):
-    from hinet_spark.checkpoints import foreign_checkpoint, run_dir, run_lock
+    from hinet_spark.train.checkpoints import foreign_checkpoint, run_dir, run_lock
 
     cfg = load_config()
     dates = {"train": ("2026-01-01", "2026-01-05"), "val": ("2026-01-06", "2026-01-06"),
@@ -483,7 +483,7 @@ def test_checkpoints_belong_to_their_run(tmp_path):
 def test_a_copied_root_never_writes_into_the_original(tmp_path):
     import shutil
 
-    from hinet_spark.tracking import setup
+    from hinet_spark.lifecycle.tracking import setup
 
     original = tmp_path / "prod"
     setup(load_config(None, [f"storage.root={original}"]))

@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 from pyspark.sql import types as T
 
-from hinet_spark.schemas import SchemaError, load_schema, validate_dataframe
+from hinet_spark.ops.schemas import SchemaError, load_schema, validate_dataframe
 
 
 def test_schemas_load_as_structs():

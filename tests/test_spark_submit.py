@@ -14,7 +14,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from hinet_spark.config import load_config
-from hinet_spark.io import read_table
+from hinet_spark.ops.io import read_table
 from jobs import generate_synthetic
 
 pytestmark = pytest.mark.slow

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 
 from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
 from hinet_spark.config import Config
-from hinet_spark.progress import stage_progress
-from hinet_spark.samples import build_samples, summary_table
-from hinet_spark.spark import get_spark
-from hinet_spark.synthetic import default_dates
+from hinet_spark.ops.progress import stage_progress
+from hinet_spark.features.build import build_samples, summary_table
+from hinet_spark.ops.spark import get_spark
+from hinet_spark.ingest.synthetic import default_dates
 
 logger = logging.getLogger("build_features")
 

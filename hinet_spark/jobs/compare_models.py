@@ -23,7 +23,7 @@ from pathlib import Path
 import mlflow
 
 from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
-from hinet_spark.compare import (
+from hinet_spark.lifecycle.compare import (
     BASELINES,
     DEFAULT_GRID,
     compare,
@@ -34,9 +34,9 @@ from hinet_spark.compare import (
     render,
 )
 from hinet_spark.config import Config
-from hinet_spark.data import rolling_split
-from hinet_spark.spark import get_spark
-from hinet_spark.tracking import tracking_uri, use_experiment
+from hinet_spark.train.snapshot import rolling_split
+from hinet_spark.ops.spark import get_spark
+from hinet_spark.lifecycle.tracking import tracking_uri, use_experiment
 
 logger = logging.getLogger("compare_models")
 

@@ -26,11 +26,11 @@ import mlflow
 
 from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
 from hinet_spark.config import Config
-from hinet_spark.progress import stage_progress
-from hinet_spark.score_quality import QualityReport, evaluate_day, write_quality
-from hinet_spark.spark import get_spark
-from hinet_spark.summary import table
-from hinet_spark.tracking import setup, use_experiment
+from hinet_spark.ops.progress import stage_progress
+from hinet_spark.scoring.quality import QualityReport, evaluate_day, write_quality
+from hinet_spark.ops.spark import get_spark
+from hinet_spark.ops.summary import table
+from hinet_spark.lifecycle.tracking import setup, use_experiment
 
 logger = logging.getLogger("evaluate_scores")
 

@@ -17,13 +17,13 @@ from collections.abc import Sequence
 
 from pyspark.sql import functions as F
 
-from hinet_spark import foreign_layout
+from hinet_spark.ingest import foreign_layout
 from hinet_spark.cli import base_parser, run_job
 from hinet_spark.config import Config, validate_synthetic
-from hinet_spark.io import drop_scratch_table, read_table, write_table
-from hinet_spark.progress import stage_progress
-from hinet_spark.spark import get_spark
-from hinet_spark.synthetic import date_range, generate, split
+from hinet_spark.ops.io import drop_scratch_table, read_table, write_table
+from hinet_spark.ops.progress import stage_progress
+from hinet_spark.ops.spark import get_spark
+from hinet_spark.ingest.synthetic import date_range, generate, split
 
 logger = logging.getLogger("generate_synthetic")
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--foreign-layout", metavar="DIR",
                         help="also write the logs to DIR in a made-up shop's own layout (Parquet, CSV, JSON; "
-                             "hinet_spark/foreign_layout.py), the worked example of docs/your_data.md")
+                             "hinet_spark/ingest/foreign_layout.py), the worked example of docs/your_data.md")
     return parser
 
 

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 
 from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
 from hinet_spark.config import Config
-from hinet_spark.importing import import_logs, load_mapping, report_text
-from hinet_spark.progress import stage_progress
-from hinet_spark.spark import get_spark
+from hinet_spark.ingest.importing import import_logs, load_mapping, report_text
+from hinet_spark.ops.progress import stage_progress
+from hinet_spark.ops.spark import get_spark
 
 logger = logging.getLogger("import_logs")
 

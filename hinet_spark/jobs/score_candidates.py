@@ -23,11 +23,11 @@ from collections.abc import Sequence
 
 from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
 from hinet_spark.config import Config
-from hinet_spark.progress import stage_progress
-from hinet_spark.scoring import score_candidates
-from hinet_spark.spark import get_spark
-from hinet_spark.summary import table
-from hinet_spark.synthetic import default_dates
+from hinet_spark.ops.progress import stage_progress
+from hinet_spark.scoring.batch import score_candidates
+from hinet_spark.ops.spark import get_spark
+from hinet_spark.ops.summary import table
+from hinet_spark.ingest.synthetic import default_dates
 
 logger = logging.getLogger("score_candidates")
 

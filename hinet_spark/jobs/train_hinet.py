@@ -20,13 +20,13 @@ from collections.abc import Sequence
 
 from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
 from hinet_spark.config import Config
-from hinet_spark.data import rolling_split
-from hinet_spark.distributed import before_spark
-from hinet_spark.promotion import comparison_table
-from hinet_spark.spark import get_spark
-from hinet_spark.summary import table
-from hinet_spark.tracking import log_training
-from hinet_spark.training import fit
+from hinet_spark.train.snapshot import rolling_split
+from hinet_spark.train.distributed import before_spark
+from hinet_spark.lifecycle.promotion import comparison_table
+from hinet_spark.ops.spark import get_spark
+from hinet_spark.ops.summary import table
+from hinet_spark.lifecycle.tracking import log_training
+from hinet_spark.train.loop import fit
 
 logger = logging.getLogger("train_hinet")
 

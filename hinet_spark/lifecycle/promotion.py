@@ -34,9 +34,9 @@ from pyspark.sql import functions as F
 
 from hinet_spark.config import Config
 from hinet_spark.evaluation import TASKS, Evaluation, evaluate
-from hinet_spark.feature_spec import FeatureSpec
-from hinet_spark.features import apply_spec
-from hinet_spark.io import read_table, table_location
+from hinet_spark.features.spec import FeatureSpec
+from hinet_spark.features.transforms import apply_spec
+from hinet_spark.ops.io import read_table, table_location
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def _split_rows(spark: SparkSession, cfg: Config, samples_version: int, dates: t
 def compare(spark: SparkSession, cfg: Config, result: Any, champion_uri: str, champion_version: str,
             split: str) -> Comparison:
     """Evaluate ``result.model`` and the champion on the same rows of ``split``."""
-    from hinet_spark.training import predict_arrays
+    from hinet_spark.train.loop import predict_arrays
 
     names = tuple(cfg.scenarios.names)
     mine = _split_rows(spark, cfg, result.samples_version, result.split_dates[split], cfg.train.max_val_rows,

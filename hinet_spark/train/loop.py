@@ -1,8 +1,8 @@
-"""Training: one training function, run by any launcher of :mod:`hinet_spark.distributed`.
+"""Training: one training function, run by any launcher of :mod:`hinet_spark.train.distributed`.
 
 :func:`train_worker` is the training core. It is top level and picklable, and it runs the
 same under Horovod, TorchDistributor or in one local process. Each worker streams its own
-shard of the materialised training split (:mod:`hinet_spark.reader`, memory bounded by
+shard of the materialised training split (:mod:`hinet_spark.train.reader`, memory bounded by
 ``train.shuffle_buffer_rows``); rank 0 evaluates the validation split at the validation
 points, shares the mean AUC (early stopping decides the same on every rank) and writes a
 checkpoint after each epoch. :func:`fit` drives it from the Spark driver.
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from pyspark.sql import SparkSession
 
-from hinet_spark.checkpoints import (
+from hinet_spark.train.checkpoints import (
     CheckpointError,
     check_resumable,
     fingerprint,
@@ -33,7 +33,7 @@ from hinet_spark.checkpoints import (
     run_lock,
 )
 from hinet_spark.config import Config, ModelSection, TrainSection
-from hinet_spark.data import (
+from hinet_spark.train.snapshot import (
     LABELS,
     Snapshot,
     batch_tensors,
@@ -41,15 +41,15 @@ from hinet_spark.data import (
     read_snapshot,
     split_dates,
 )
-from hinet_spark.distributed import distribution, launch
+from hinet_spark.train.distributed import distribution, launch
 from hinet_spark.evaluation import Evaluation, evaluate
-from hinet_spark.feature_spec import FeatureSpec
-from hinet_spark.logs import configure, quiet_library_warnings
+from hinet_spark.features.spec import FeatureSpec
+from hinet_spark.ops.logs import configure, quiet_library_warnings
 from hinet_spark.models import ModelSpec, build_model
 from hinet_spark.models.loss import hinet_loss, scenario_weights
-from hinet_spark.optim import SplitOptimizer, use_sparse
-from hinet_spark.reader import ShardStream, read_all, row_groups, shard
-from hinet_spark.samples import spec_path
+from hinet_spark.train.optim import SplitOptimizer, use_sparse
+from hinet_spark.train.reader import ShardStream, read_all, row_groups, shard
+from hinet_spark.features.build import spec_path
 
 logger = logging.getLogger(__name__)
 # Workers unpickle their payload with this module: library warnings are filtered there too.
@@ -80,7 +80,7 @@ class Payload:
     val_data: dict[str, np.ndarray]  # the validation rows (columns as numpy), for rank 0
     checkpoint_dir: str
     resume: bool
-    fingerprint: dict  # what the checkpoints belong to (hinet_spark.checkpoints)
+    fingerprint: dict  # what the checkpoints belong to (hinet_spark.train.checkpoints)
     init_state: dict | None = None  # warm start: the weights to begin from
 
 
@@ -394,7 +394,7 @@ def fit(spark: SparkSession, cfg: Config, resume: bool = False, warm_start: str 
         raise ValueError(f"feature spec scenarios {list(spec.scenarios)} differ from config {list(names)}")
     init_state, warm_version = None, None
     if warm_start:
-        from hinet_spark.warm_start import load_state, recent_window
+        from hinet_spark.train.warm_start import load_state, recent_window
 
         init_state, warm_version = load_state(cfg, warm_start, spec, spec.vocab_sizes)
         window = recent_window(cfg, split_dates(cfg))["train"]

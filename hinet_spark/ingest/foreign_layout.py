@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hinet_spark.config import Config
-from hinet_spark.io import read_table
+from hinet_spark.ops.io import read_table
 
 ZONE = "Asia/Shanghai"
 PLACEMENTS = {"a": 101, "b": 102, "c": 201, "d": 301, "e": 401, "f": 501}  # scenario -> their placement id

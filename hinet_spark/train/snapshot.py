@@ -4,7 +4,7 @@ to the workers as Parquet files.
 Nothing reads the Delta folder's files directly (a reader would see files the log has
 removed, and the partition columns are not inside the files): the snapshot is read by Spark
 at a pinned version and materialised as Parquet in a cache directory, by Petastorm's
-``make_spark_converter`` where Petastorm installs (:mod:`hinet_spark.reader`).
+``make_spark_converter`` where Petastorm installs (:mod:`hinet_spark.train.reader`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hinet_spark.config import Config
-from hinet_spark.feature_spec import FeatureSpec, require_same
-from hinet_spark.io import TableNotFoundError, table_exists, table_location, table_version
-from hinet_spark.reader import Materialised, materialise
+from hinet_spark.features.spec import FeatureSpec, require_same
+from hinet_spark.ops.io import TableNotFoundError, table_exists, table_location, table_version
+from hinet_spark.train.reader import Materialised, materialise
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def split_dates(cfg: Config) -> dict[str, tuple[str, str]]:
     unset = [k for k in keys if not getattr(t, k)]
     derived: dict[str, tuple[dt.date, dt.date]] = {}
     if unset:
-        from hinet_spark.synthetic import default_dates
+        from hinet_spark.ingest.synthetic import default_dates
 
         first, _, _ = default_dates(cfg, "set train." + ", train.".join(unset) + " (or pass --end-date "
                                     "YYYY-MM-DD to train_hinet: test on that day, validate on the day before, "
@@ -141,7 +141,7 @@ def batch_tensors(batch: dict, feature_columns: list[str]) -> tuple[torch.Tensor
 
 @contextlib.contextmanager
 def materialised_splits(cfg: Config, snapshot: Snapshot, num_shards: int) -> Iterator[dict[str, Materialised]]:
-    """The training and test splits as Parquet files (:func:`hinet_spark.reader.materialise`);
+    """The training and test splits as Parquet files (:func:`hinet_spark.train.reader.materialise`);
     deleted on exit, also on failure.
 
     Each split gets at least ``4 x num_shards`` files (each worker streams its own row groups,

@@ -74,10 +74,11 @@ class TableSchema:
 
 def schemas_dir() -> Path:
     """``schemas/`` of the checkout, or the copy shipped inside the wheel."""
-    repo = Path(__file__).resolve().parent.parent / "schemas"
+    package = Path(__file__).resolve().parents[1]  # hinet_spark/
+    repo = package.parent / "schemas"
     if (repo / "candidates.json").is_file():
         return repo
-    return Path(__file__).resolve().parent / "resources"
+    return package / "resources"
 
 
 @lru_cache(maxsize=None)

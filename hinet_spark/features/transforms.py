@@ -19,7 +19,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from hinet_spark.config import FeaturesSection
-from hinet_spark.feature_spec import FIRST_ID, NULL_ID, OOV_ID, FeatureSpec
+from hinet_spark.features.spec import FIRST_ID, NULL_ID, OOV_ID, FeatureSpec
 
 logger = logging.getLogger(__name__)
 

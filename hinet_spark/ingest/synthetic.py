@@ -34,7 +34,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hinet_spark.config import Config, SyntheticSection
-from hinet_spark.schemas import load_schema
+from hinet_spark.ops.schemas import load_schema
 
 logger = logging.getLogger(__name__)
 
@@ -398,7 +398,7 @@ def default_dates(cfg: Config, missing: str) -> tuple[str, str, str]:
     """The synthetic layout's dates (:func:`date_range`) for a job given none, but only for
     data ``generate_synthetic`` made; for real logs the error names what to pass (``missing``)."""
     from hinet_spark.config import ConfigError, validate_synthetic
-    from hinet_spark.io import generated_data, table_location
+    from hinet_spark.ops.io import generated_data, table_location
 
     if not generated_data(cfg):
         raise ConfigError(f"no dates given: {missing}. (Without them the synthetic layout's dates are used, "

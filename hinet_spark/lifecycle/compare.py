@@ -1,6 +1,6 @@
 """Choose the model on your own samples table (``jobs/compare_models.py``).
 
-Every model trains through the project's own :func:`~hinet_spark.training.fit` (local
+Every model trains through the project's own :func:`~hinet_spark.train.loop.fit` (local
 launcher) on the configured splits. For each model a small grid (``--grid KEY=V1,V2``:
 learning rate, embedding size, weight decay by default) is tried with seed 0 and the setting
 with the best *validation* mean AUC is kept; the test split is read only to report. The kept
@@ -29,9 +29,9 @@ from pyspark.sql import functions as F
 
 from hinet_spark.config import Config, ConfigError, load_config
 from hinet_spark.evaluation import TASKS, auc
-from hinet_spark.io import read_table, table_exists
+from hinet_spark.ops.io import read_table, table_exists
 from hinet_spark.models.registry import MODELS
-from hinet_spark.training import fit
+from hinet_spark.train.loop import fit
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def compare(spark: SparkSession, cfg: Config, models: list[str], seeds: int, gri
 def _quiet_training() -> Iterator[None]:
     """One line per training run (this module's), not each run's progress lines and notes
     (the report lists the notes once); all of them with --log-level DEBUG."""
-    names = ("hinet_spark.training", "hinet_spark.data", "hinet_spark.reader")
+    names = ("hinet_spark.train.loop", "hinet_spark.train.snapshot", "hinet_spark.train.reader")
     levels = {n: logging.getLogger(n).level for n in names}
     if not logger.isEnabledFor(logging.DEBUG):
         for n in names:
@@ -150,7 +150,7 @@ def _quiet_training() -> Iterator[None]:
 
 def _frame(spark: SparkSession, cfg: Config, models: list[str]) -> Comparison:
     """Split dates, test counts, and the oracle's AUC where generate_synthetic left an oracle."""
-    from hinet_spark.data import split_dates
+    from hinet_spark.train.snapshot import split_dates
 
     dates = split_dates(cfg)
     a, b = dates["test"]

@@ -32,20 +32,20 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from hinet_spark.config import Config
-from hinet_spark.feature_spec import OOV_ID, FeatureSpec, FeatureSpecError
-from hinet_spark.features import apply_spec, check_exposures, drop_colliding_columns
-from hinet_spark.io import create_table_if_missing, read_table, table_version, write_table
-from hinet_spark.samples import (
+from hinet_spark.features.spec import OOV_ID, FeatureSpec, FeatureSpecError
+from hinet_spark.features.transforms import apply_spec, check_exposures, drop_colliding_columns
+from hinet_spark.ops.io import create_table_if_missing, read_table, table_version, write_table
+from hinet_spark.features.build import (
     EmptyInputError,
     ReconciliationError,
     numeric_ranges,
     parse_range,
     spec_path,
 )
-from hinet_spark.schemas import load_schema, validate_dataframe, validate_features
+from hinet_spark.ops.schemas import load_schema, validate_dataframe, validate_features
 from hinet_spark.serving import WEIGHTS_TAG, file_sha256
-from hinet_spark.tracking import setup as setup_mlflow
-from hinet_spark.tracking import use_experiment
+from hinet_spark.lifecycle.tracking import setup as setup_mlflow
+from hinet_spark.lifecycle.tracking import use_experiment
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def resolve_model(cfg: Config, ref: str | None = None) -> ModelRef:
     except mlflow.exceptions.MlflowException as exc:
         why = ""
         if ref == "champion":
-            from hinet_spark.promotion import missing_champion
+            from hinet_spark.lifecycle.promotion import missing_champion
 
             with contextlib.suppress(mlflow.exceptions.MlflowException):
                 why = f"; {missing_champion(cfg)}"

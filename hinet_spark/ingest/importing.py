@@ -42,17 +42,17 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from hinet_spark.config import Config, ConfigError, safe_yaml
-from hinet_spark.features import first_reason
-from hinet_spark.io import (
+from hinet_spark.features.transforms import first_reason
+from hinet_spark.ops.io import (
     add_column_if_missing,
     read_table,
     record_import,
     table_exists,
     write_table,
 )
-from hinet_spark.samples import ReconciliationError, late_events, parse_range
-from hinet_spark.schemas import load_schema
-from hinet_spark.summary import table
+from hinet_spark.features.build import ReconciliationError, late_events, parse_range
+from hinet_spark.ops.schemas import load_schema
+from hinet_spark.ops.summary import table
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@
   Spark task on the executors (a cluster's workers and their GPUs);
 * ``local``: one process, for debugging.
 
-The training function (:func:`hinet_spark.training.train_worker`) only sees a
+The training function (:func:`hinet_spark.train.loop.train_worker`) only sees a
 :class:`Local`-shaped object: ``rank``, ``size``, ``wrap_model``, ``wrap_optimizer``,
 ``broadcast_state``, ``mean``, ``share``, ``gather``.
 """
@@ -34,7 +34,7 @@ class Local:
         return model
 
     def wrap_optimizer(self, opt: Any, model: torch.nn.Module) -> None:
-        """Make ``opt`` (a :class:`hinet_spark.optim.SplitOptimizer`) exchange gradients."""
+        """Make ``opt`` (a :class:`hinet_spark.train.optim.SplitOptimizer`) exchange gradients."""
 
     def broadcast_state(self, model: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
         pass

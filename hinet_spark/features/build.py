@@ -24,8 +24,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hinet_spark.config import Config, FeaturesSection
-from hinet_spark.feature_spec import FeatureSpec, FeatureSpecError
-from hinet_spark.features import (
+from hinet_spark.features.spec import FeatureSpec, FeatureSpecError
+from hinet_spark.features.transforms import (
     apply_spec,
     check_exposures,
     drop_colliding_columns,
@@ -36,7 +36,7 @@ from hinet_spark.features import (
     tag_clicks,
     tag_orders,
 )
-from hinet_spark.io import (
+from hinet_spark.ops.io import (
     CONFLICTS,
     ConcurrentRunError,
     create_table_if_missing,
@@ -46,8 +46,8 @@ from hinet_spark.io import (
     table_location,
     write_table,
 )
-from hinet_spark.schemas import load_schema, validate_dataframe, validate_features
-from hinet_spark.summary import table
+from hinet_spark.ops.schemas import load_schema, validate_dataframe, validate_features
+from hinet_spark.ops.summary import table
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from hinet_spark.config import Config
-from hinet_spark.feature_spec import FeatureSpec
+from hinet_spark.features.spec import FeatureSpec
 
 logger = logging.getLogger(__name__)
 
