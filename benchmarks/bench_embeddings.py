@@ -34,9 +34,9 @@ def run_worker(buckets: int, sparse: bool, steps: int, batch: int) -> dict:
     import torch
 
     from hinet_spark.config import load_config
-    from hinet_spark.train.distributed import Horovod
     from hinet_spark.models import ModelSpec, build_model
     from hinet_spark.models.loss import hinet_loss
+    from hinet_spark.train.distributed import Horovod
     from hinet_spark.train.optim import SplitOptimizer, bytes_per_step
 
     torch.set_num_threads(1)

@@ -17,8 +17,8 @@ import logging
 import time
 
 from hinet_spark.config import load_config
-from hinet_spark.train.distributed import before_spark
 from hinet_spark.ops.spark import get_spark
+from hinet_spark.train.distributed import before_spark
 from hinet_spark.train.loop import fit
 
 BEFORE = ["train.validations_per_epoch=1", "train.epochs=4", "train.early_stopping_patience=2"]

@@ -31,14 +31,14 @@ import torch
 from pyspark.sql import functions as F
 
 from hinet_spark.config import load_config
+from hinet_spark.features.build import build_samples
 from hinet_spark.features.spec import FeatureSpec
 from hinet_spark.features.transforms import apply_spec
-from hinet_spark.ops.io import read_table
-from hinet_spark.features.build import build_samples
-from hinet_spark.scoring.batch import RESULT_TYPE, resolve_model, score_candidates
-from hinet_spark.ops.spark import get_spark
 from hinet_spark.lifecycle.tracking import log_training
-from hinet_spark.lifecycle.tracking import setup as setup_mlflow
+from hinet_spark.ops.io import read_table
+from hinet_spark.ops.mlflow_store import setup as setup_mlflow
+from hinet_spark.ops.spark import get_spark
+from hinet_spark.scoring.batch import RESULT_TYPE, resolve_model, score_candidates
 from hinet_spark.train.loop import fit
 from jobs import generate_synthetic
 

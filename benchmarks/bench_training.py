@@ -64,10 +64,10 @@ def worker(path: str, files: list[str], steps: int, batch: int, buffer_rows: int
     import torch
 
     from hinet_spark.config import load_config
-    from hinet_spark.train.snapshot import batch_tensors
     from hinet_spark.models import ModelSpec, build_model
     from hinet_spark.models.loss import hinet_loss
     from hinet_spark.train.reader import ShardStream, read_all, row_groups, shard
+    from hinet_spark.train.snapshot import batch_tensors
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -141,10 +141,10 @@ def end_to_end(quick: bool, batch: int) -> float:
 
     from benchmarks.bench_model import fwd_bwd_rate
     from hinet_spark.config import load_config
-    from hinet_spark.train.distributed import before_spark
-    from hinet_spark.models import ModelSpec, build_model
     from hinet_spark.features.build import build_samples
+    from hinet_spark.models import ModelSpec, build_model
     from hinet_spark.ops.spark import get_spark
+    from hinet_spark.train.distributed import before_spark
     from hinet_spark.train.loop import fit
     from jobs import generate_synthetic
 

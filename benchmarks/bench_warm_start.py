@@ -18,11 +18,11 @@ import logging
 import statistics
 
 from hinet_spark.config import load_config
-from hinet_spark.train.snapshot import rolling_split
 from hinet_spark.features.build import build_samples
-from hinet_spark.ops.spark import get_spark
 from hinet_spark.lifecycle.tracking import log_training
+from hinet_spark.ops.spark import get_spark
 from hinet_spark.train.loop import fit
+from hinet_spark.train.snapshot import rolling_split
 from jobs import generate_synthetic
 
 

@@ -26,14 +26,14 @@ import mlflow
 import numpy as np
 from pyspark.sql import functions as F
 
-from hinet_spark.lifecycle.compare import fmt
 from hinet_spark.config import load_config
 from hinet_spark.evaluation import TASKS, auc
-from hinet_spark.ops.io import read_table
-from hinet_spark.models.registry import count_parameters
 from hinet_spark.features.build import build_samples
+from hinet_spark.lifecycle.compare import fmt
+from hinet_spark.models.registry import count_parameters
+from hinet_spark.ops.io import read_table
+from hinet_spark.ops.mlflow_store import tracking_uri, use_experiment
 from hinet_spark.ops.spark import get_spark
-from hinet_spark.lifecycle.tracking import tracking_uri, use_experiment
 from hinet_spark.train.loop import fit
 from jobs import generate_synthetic
 

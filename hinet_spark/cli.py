@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from hinet_spark.config import Config, ConfigError, load_config
+from hinet_spark.config import Config, load_config
+from hinet_spark.errors import OperatorError
 from hinet_spark.ops.logs import configure
 
 
@@ -33,17 +33,6 @@ def add_offset_arg(parser: argparse.ArgumentParser) -> None:
                         help="add N days (negative: earlier) to the date arguments, e.g. -1 for yesterday")
 
 
-def shift(date: str | None, days: int) -> str | None:
-    """``date`` (YYYY-MM-DD) plus ``days``; None stays None. Errors name the bad value."""
-    if date is None:
-        return None
-    try:
-        day = dt.date.fromisoformat(date)
-    except ValueError as exc:
-        raise ValueError(f"date {date!r}: expected YYYY-MM-DD") from exc
-    return (day + dt.timedelta(days=days)).isoformat()
-
-
 def setup_logging(level: str = "INFO", verbose: bool = False, job: str | None = None) -> None:
     configure(level, verbose, job)
 
@@ -52,39 +41,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.conf, args.overrides)
 
 
-def _operator_errors() -> tuple[type[BaseException], ...]:
-    """Failures whose message says everything an operator needs: logged as one line."""
-    from hinet_spark.train.checkpoints import CheckpointError
-    from hinet_spark.train.snapshot import DataError
-    from hinet_spark.features.spec import FeatureSpecError
-    from hinet_spark.ingest.importing import MappingError
-    from hinet_spark.ops.io import (
-        ConcurrentRunError,
-        ImportIncompleteError,
-        StorageError,
-        TableNotFoundError,
-        TableReadError,
-    )
-    from hinet_spark.lifecycle.promotion import PromotionError
-    from hinet_spark.features.build import EmptyInputError
-    from hinet_spark.ops.schemas import SchemaError
-    from hinet_spark.scoring.batch import ScoringError
-    from hinet_spark.ops.spark import DeltaNotConfiguredError
-    from hinet_spark.train.loop import TrainingError
-    from hinet_spark.train.warm_start import WarmStartError
-
-    return (ConfigError, StorageError, TableNotFoundError, TableReadError, ConcurrentRunError, SchemaError,
-            FeatureSpecError, EmptyInputError, CheckpointError, PromotionError, WarmStartError,
-            DeltaNotConfiguredError, TrainingError, MappingError, ImportIncompleteError, DataError, ScoringError)
-
-
 def run_job(main_body: Callable[[argparse.Namespace, Config], int], args: argparse.Namespace) -> int:
     """Set up logging, load the config and run ``main_body(args, cfg)``.
 
     Any exception turns into exit code 1: a batch job never reports success after a failure.
-    A known failure (bad config, a damaged or missing table, a concurrent run, bad input) is
-    one ERROR line that names the problem, with the traceback at DEBUG; anything else is
-    logged with its traceback.
+    A known failure (an :class:`~hinet_spark.errors.OperatorError`: bad config, a damaged or
+    missing table, a concurrent run, bad input) is one ERROR line that names the problem, with
+    the traceback at DEBUG; anything else is logged with its traceback.
     """
     name = getattr(main_body, "__module__", "job").rsplit(".", 1)[-1]  # hinet_spark.jobs.X -> X
     if name == "__main__":  # run as a script: name the job, not __main__
@@ -99,7 +62,7 @@ def run_job(main_body: Callable[[argparse.Namespace, Config], int], args: argpar
         from hinet_spark.ops.io import explain_failure
 
         explained = explain_failure(exc, cfg) if cfg is not None else None
-        if explained or isinstance(exc, _operator_errors()):
+        if explained or isinstance(exc, OperatorError):
             log.error("job failed: %s", explained or exc)
             log.debug("traceback", exc_info=True)
         else:

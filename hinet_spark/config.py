@@ -2,13 +2,21 @@
 
 Resolution order (later wins):
 
-1. ``conf/base.yaml`` (every key has a default there),
+1. ``conf/base.yaml`` (every key, its default and a comment; docs/config.md is generated from it),
 2. the environment file given with ``--conf`` (``conf/local.yaml``, ``conf/databricks.yaml``),
 3. command-line overrides ``--set section.key=value`` (the value is parsed as YAML).
 
 Every key is checked once, at load time, against the dataclasses below: an unknown key, a
 value of the wrong type or a missing file raises :class:`ConfigError` naming the key, the
-value and the file it came from.
+value and where it came from. Single-field rules are declared on the field (:func:`positive`,
+:func:`at_least`, :func:`one_of`, :func:`a_date`, :func:`widths`) and checked by one loop;
+cross-field rules are in :func:`_validate`. The dataclass defaults equal ``conf/base.yaml``'s
+(``tests/test_config.py`` holds them to it); the comments live in ``base.yaml``.
+
+Why not pydantic: 17.3 / 18 LTS ML ship pydantic 2, but 15.4 LTS ML (the Horovod runtime)
+ships pydantic 1 and the project must not replace a runtime's package (docs/architecture.md).
+A leaf-level module: imports only :mod:`hinet_spark.errors`, :mod:`hinet_spark.dates`,
+:mod:`hinet_spark.tasks` and :mod:`hinet_spark.safe_yaml` (the layer rule).
 """
 
 from __future__ import annotations
@@ -25,13 +33,17 @@ from typing import Any
 
 import yaml
 
+from hinet_spark.dates import DateError, parse_date
+from hinet_spark.errors import ConfigError
+from hinet_spark.safe_yaml import MAX_YAML_VALUES, clip, safe_yaml
+from hinet_spark.tasks import TASKS
+
+__all__ = ["MAX_YAML_VALUES", "TASKS", "Config", "ConfigError", "clip", "load_config", "safe_yaml"]
+
 SCENARIO_NAMES_DEFAULT = ("a", "b", "c", "d", "e", "f")
-TASKS = ("ctr", "ctcvr")
-
-
-class ConfigError(ValueError):
-    """A configuration file or override is missing, malformed or holds a bad value."""
-
+# model.name: the keys of hinet_spark.models.registry.MODELS (the registry checks it holds exactly these)
+MODEL_NAMES = ("hinet", "hinet_no_hierarchy", "hinet_no_san", "hinet_no_task_gating", "hinet_no_scenario_gating",
+               "hinet_no_gating", "shared_bottom", "mmoe", "ple", "hmoe", "star")
 
 # A table name is a plain identifier: it becomes one folder under storage.root (or one
 # name in the catalog schema), so no separators, no "..", no spaces.
@@ -45,7 +57,64 @@ TABLE_KEYS = ("raw_exposures", "raw_clicks", "raw_orders", "oracle", "candidates
 
 
 # --------------------------------------------------------------------------------------
-# Sections
+# Single-field rules, declared on the field
+# --------------------------------------------------------------------------------------
+
+
+def _rule(default: Any, **rule: Any) -> Any:
+    return field(default=default, metadata=rule)
+
+
+def positive(default: Any) -> Any:
+    """> 0 (None, where the type allows it, stays allowed)."""
+    return _rule(default, above=0)
+
+
+def at_least(default: Any, low: float) -> Any:
+    return _rule(default, low=low)
+
+
+def within(default: float, low: float, high: float, high_open: bool = False) -> Any:
+    return _rule(default, low=low, high=high, high_open=high_open)
+
+
+def one_of(default: str, *choices: str) -> Any:
+    return _rule(default, choices=choices)
+
+
+def a_date(default: str | None) -> Any:
+    return _rule(default, date=True)
+
+
+def widths(default: tuple[int, ...]) -> Any:
+    """A non-empty list of positive layer widths."""
+    return _rule(default, widths=True)
+
+
+def _check_rules(section: Any, prefix: str) -> None:
+    for f in dataclasses.fields(section):
+        value, rule, key = getattr(section, f.name), f.metadata, f"{prefix}.{f.name}"
+        if value is None or not rule:
+            continue
+        if "choices" in rule and value not in rule["choices"]:
+            *head, last = rule["choices"]
+            raise ConfigError(f"{key}: expected {', '.join(head)} or {last}, got {clip(repr(value))}")
+        if "above" in rule and not value > rule["above"]:
+            raise ConfigError(f"{key}: must be > {rule['above']}, got {value}")
+        if "high" in rule:
+            closing = ")" if rule["high_open"] else "]"
+            if not (rule["low"] <= value and (value < rule["high"] if rule["high_open"] else value <= rule["high"])):
+                raise ConfigError(f"{key}: must be in [{rule['low']}, {rule['high']}{closing}, got {value}")
+        elif "low" in rule and not value >= rule["low"]:
+            raise ConfigError(f"{key}: must be >= {rule['low']}, got {value}")
+        if rule.get("date"):
+            _parse_date(key, value)
+        if rule.get("widths") and (not value or any(w <= 0 for w in value)):
+            raise ConfigError(f"{key}: must be a non-empty list of positive widths, got {list(value)}")
+
+
+# --------------------------------------------------------------------------------------
+# Sections (what each key means: conf/base.yaml and docs/config.md)
 # --------------------------------------------------------------------------------------
 
 
@@ -58,9 +127,13 @@ class SparkSection:
     shuffle_partitions: int = 8
     driver_memory: str = "4g"
     extra_conf: dict[str, str] = field(default_factory=dict)
-    progress_seconds: int = 30  # a stage-progress line this often while long Spark stages run (all sessions)
-    rows_per_file: int = 2_000_000  # Delta writes: about this many rows per file (any session)
-    rows_per_task: int = 200_000  # scoring: rows per model-UDF task (any session)
+    progress_seconds: int = positive(30)
+    rows_per_file: int = positive(2_000_000)
+    rows_per_task: int = positive(200_000)
+
+
+def _default_tables() -> dict[str, str]:
+    return {k: ("_synthetic_staging" if k == "synthetic_staging" else k) for k in TABLE_KEYS}
 
 
 @dataclass(frozen=True)
@@ -75,24 +148,7 @@ class StorageSection:
 
     root: str = "data"
     catalog_schema: str | None = None
-    tables: dict[str, str] = field(
-        default_factory=lambda: {
-            "raw_exposures": "raw_exposures",
-            "raw_clicks": "raw_clicks",
-            "raw_orders": "raw_orders",
-            "oracle": "oracle",
-            "candidates": "candidates",
-            "synthetic_staging": "_synthetic_staging",
-            "samples": "samples",
-            "quarantine": "quarantine",
-            "scores": "scores",
-            "scores_quarantine": "scores_quarantine",
-            "score_quality": "score_quality",
-            "import_quarantine": "import_quarantine",
-            "import_log": "import_log",
-            "feature_spec_log": "feature_spec_log",
-        }
-    )
+    tables: dict[str, str] = field(default_factory=_default_tables)
 
 
 @dataclass(frozen=True)
@@ -102,10 +158,15 @@ class ScenarioSection:
     names: tuple[str, ...] = SCENARIO_NAMES_DEFAULT
 
 
+def _per_scenario(*values: float) -> Any:
+    return field(default_factory=lambda: dict(zip(SCENARIO_NAMES_DEFAULT, values)))
+
+
 @dataclass(frozen=True)
 class SyntheticSection:
     """The generator of the embedded default's raw logs (see docs/synthetic_data.md)."""
 
+    enabled: bool = False
     seed: int = 7
     start_date: str = "2026-01-01"
     days: int = 7
@@ -114,24 +175,12 @@ class SyntheticSection:
     n_items: int = 5_000
     exposures_per_request: int = 5
     candidates_per_day: int = 50_000
-    traffic_share: dict[str, float] = field(
-        default_factory=lambda: {
-            "a": 0.487, "b": 0.267, "c": 0.064, "d": 0.072, "e": 0.004, "f": 0.072
-        }
-    )
-    ctr: dict[str, float] = field(
-        default_factory=lambda: {
-            "a": 0.1256, "b": 0.2250, "c": 0.1400, "d": 0.1384, "e": 0.0412, "f": 0.1117
-        }
-    )
-    ctcvr: dict[str, float] = field(
-        default_factory=lambda: {
-            "a": 0.0264, "b": 0.0591, "c": 0.0064, "d": 0.0054, "e": 0.0031, "f": 0.0113
-        }
-    )
+    traffic_share: dict[str, float] = _per_scenario(0.487, 0.267, 0.064, 0.072, 0.004, 0.072)
+    ctr: dict[str, float] = _per_scenario(0.1256, 0.2250, 0.1400, 0.1384, 0.0412, 0.1117)
+    ctcvr: dict[str, float] = _per_scenario(0.0264, 0.0591, 0.0064, 0.0054, 0.0031, 0.0113)
     scenario_groups: tuple[tuple[str, ...], ...] = (("a", "c", "e"), ("b", "d", "f"))
     duplicate_event_rate: float = 0.01
-    log_candidates_day: bool = False  # also write the candidates day's exposures, clicks and orders to the raw logs
+    log_candidates_day: bool = False
     calibration_rows_per_scenario: int = 20_000
 
 
@@ -143,116 +192,114 @@ class FeaturesSection:
     categorical: tuple[str, ...] = ("user_city", "user_age_group", "user_gender", "device_type",
                                     "item_category", "item_brand")
     hashed: dict[str, int] = field(default_factory=lambda: {"user_id": 50_000, "item_id": 20_000})
-    # numeric feature -> [min, max] (either may be null): values outside are quarantined out_of_range.
-    # Data generate_synthetic made is also checked against schemas/synthetic_exposures.json's ranges.
     numeric_ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
-    numeric_buckets: int = 20
-    quantile_relative_error: float = 0.001
-    min_count: int = 5
-    fit_start: str | None = None  # None: the first date of the build range
-    fit_end: str | None = None  # None: the last date of the build range
-    click_window_hours: int = 24
-    order_window_hours: int = 72
-    dedup_lookback_days: int = 7  # an exposure id already in samples this many days back is a duplicate
-    quarantine_warn_rate: float = 0.02  # WARNING when a source's quarantined share exceeds this; INFO below
-    spec_path: str | None = None  # None: <storage.root>/feature_spec.json
+    numeric_buckets: int = positive(20)
+    quantile_relative_error: float = within(0.001, 0.0, 0.5, high_open=True)
+    min_count: int = positive(5)
+    fit_start: str | None = a_date(None)
+    fit_end: str | None = a_date(None)
+    click_window_hours: int = positive(24)
+    order_window_hours: int = positive(72)
+    dedup_lookback_days: int = at_least(7, 0)
+    quarantine_warn_rate: float = within(0.02, 0.0, 1.0)
+    spec_path: str | None = None
 
 
 @dataclass(frozen=True)
 class ModelSection:
     """Model choice and sizes (docs/model.md). ``name`` is a key of the model registry."""
 
-    name: str = "hinet"
-    embedding_dim: int = 16
-    # HiNet (paper / official defaults)
-    sei_experts: int = 5  # K_s = K_i sub-experts per SEI
-    sei_hidden: tuple[int, ...] = (128, 64)
-    scenario_emb_dim: int = 16  # d of Emb(s_i) in SAN
-    task_shared_experts: int = 2  # m_i
-    task_specific_experts: int = 2  # n_i^j
-    cgc_hidden: tuple[int, ...] = (128, 64)
-    tower_hidden: tuple[int, ...] = (128, 64)
+    name: str = one_of("hinet", *MODEL_NAMES)
+    embedding_dim: int = positive(16)
+    sei_experts: int = positive(5)  # K_s = K_i sub-experts per SEI
+    sei_hidden: tuple[int, ...] = widths((128, 64))
+    scenario_emb_dim: int = positive(16)  # d of Emb(s_i) in SAN
+    task_shared_experts: int = positive(2)  # m_i
+    task_specific_experts: int = positive(2)  # n_i^j
+    cgc_hidden: tuple[int, ...] = widths((128, 64))
+    tower_hidden: tuple[int, ...] = widths((128, 64))
     use_san: bool = True
     scenario_gating: bool = True
     task_gating: bool = True
-    # baselines
-    bottom_hidden: tuple[int, ...] = (256, 128, 64)  # Shared Bottom, STAR's FCN
-    n_experts: int = 6  # MMoE / HMoE experts; PLE shared experts = task_shared_experts
-    expert_hidden: tuple[int, ...] = (128, 64)
-    ple_levels: int = 2
+    bottom_hidden: tuple[int, ...] = widths((256, 128, 64))  # Shared Bottom, STAR's FCN
+    n_experts: int = positive(6)  # MMoE / HMoE experts; PLE shared experts = task_shared_experts
+    expert_hidden: tuple[int, ...] = widths((128, 64))
+    ple_levels: int = positive(2)
 
 
 @dataclass(frozen=True)
 class TrainSection:
     """Distributed training (docs/training.md)."""
 
-    launcher: str = "horovod"  # horovod | torch_distributor | local
-    num_proc: int = 2
+    launcher: str = one_of("horovod", "horovod", "torch_distributor", "local")
+    num_proc: int = positive(2)
     use_gpu: bool = False
-    local_mode: bool = True  # torch_distributor: processes on the driver (True) or on the executors (False)
-    threads_per_worker: int = 1
-    batch_size: int = 1024
-    learning_rate: float = 0.001
-    weight_decay: float = 0.0  # Adam's L2 on the dense parameters (the id tables' SparseAdam has none)
-    epochs: int = 1  # measured: validation AUC peaks within the first epoch (docs/benchmarks.md)
-    validations_per_epoch: int = 4  # evenly spaced validations per epoch (the last after its last step)
-    val_every_steps: int | None = None  # validate every N steps instead (None: validations_per_epoch)
-    early_stopping_patience: int = 2  # validations without a better validation mean AUC
+    local_mode: bool = True
+    threads_per_worker: int = positive(1)
+    batch_size: int = positive(1024)
+    learning_rate: float = positive(0.001)
+    weight_decay: float = at_least(0.0, 0)
+    epochs: int = positive(1)
+    validations_per_epoch: int = positive(4)
+    val_every_steps: int | None = positive(None)
+    early_stopping_patience: int = positive(2)
     seed: int = 0
-    train_start: str | None = None  # None: derived from the synthetic layout
-    train_end: str | None = None
-    val_start: str | None = None
-    val_end: str | None = None
-    test_start: str | None = None
-    test_end: str | None = None
-    warm_start_window_days: int = 1  # with --warm-start: train on only the last N days of the training split
-    window_days: int = 14  # train_hinet --end-date D: train on the window_days before D-1, validate on D-1, test on D
-    missing_scenario: str = "error"  # error | warn
-    scenario_weights: dict[str, float] = field(default_factory=dict)  # lambda_i overrides
+    train_start: str | None = a_date(None)
+    train_end: str | None = a_date(None)
+    val_start: str | None = a_date(None)
+    val_end: str | None = a_date(None)
+    test_start: str | None = a_date(None)
+    test_end: str | None = a_date(None)
+    warm_start_window_days: int = positive(1)
+    window_days: int = positive(14)
+    missing_scenario: str = one_of("error", "error", "warn")
+    scenario_weights: dict[str, float] = field(default_factory=dict)
     max_steps_per_epoch: int | None = None
     max_val_rows: int = 200_000
-    progress_seconds: int = 30  # a progress line (steps, samples/s, loss, time left) at most this often
-    checkpoint_dir: str | None = None  # None: <storage.root>/checkpoints
-    petastorm_cache_dir: str | None = None  # None: <storage.root>/petastorm_cache
-    sparse_embeddings: bool = True  # id tables: sparse gradients, SparseAdam, sparse exchange (hinet_spark.train.optim)
-    shuffle_buffer_rows: int = 500_000  # rows a worker holds and shuffles together (its memory bound)
-    row_group_mb: int = 8  # Parquet row-group size of the materialised snapshot (a worker reads one at a time)
+    progress_seconds: int = positive(30)
+    checkpoint_dir: str | None = None
+    petastorm_cache_dir: str | None = None
+    sparse_embeddings: bool = True
+    shuffle_buffer_rows: int = positive(500_000)
+    row_group_mb: int = positive(8)
 
 
 @dataclass(frozen=True)
 class MlflowSection:
-    tracking_uri: str | None = None  # None: sqlite:///<storage.root>/mlflow.db
-    registry_uri: str | None = None  # None: the tracking URI; databricks-uc for Unity Catalog models
+    """Tracking, the registry and the champion rule (docs/training.md, "Champion")."""
+
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
     experiment: str = "hinet-spark"
-    artifact_root: str | None = None  # None: <storage.root>/mlflow_artifacts with the local store
+    artifact_root: str | None = None
     registered_model: str = "hinet"
-    register: bool = True  # False: a comparison run, logged to <experiment>-comparisons, never registered
-    promote: bool = True  # champion <- new version when it beats the champion on the same rows
-    promote_margin: float = 0.0  # the challenger's mean AUC must beat the champion's by more than this
-    max_auc_drop: float = 0.01  # ... and no judged scenario x task may fall by more than this
-    min_positives: int = 50  # scenario x tasks with fewer positives in the compared rows are not judged
+    register: bool = True
+    promote: bool = True
+    promote_margin: float = at_least(0.0, 0)
+    max_auc_drop: float = at_least(0.01, 0)
+    min_positives: int = at_least(50, 1)
 
 
 @dataclass(frozen=True)
 class ScoringSection:
     """The nightly scoring job (``jobs/score_candidates.py``)."""
 
-    model: str = "champion"  # alias, version number, or runs:/<run_id>/model
-    feature_spec: str = "pipeline"  # pipeline: check the model's spec against features.spec_path | model
-    batch_size: int = 10_000  # rows per Arrow batch handed to the model (spark.sql.execution.arrow.maxRecordsPerBatch)
-    histogram_bins: int = 50  # score histogram bins logged to MLflow
+    model: str = "champion"
+    feature_spec: str = one_of("pipeline", "pipeline", "model")
+    batch_size: int = positive(10_000)
+    histogram_bins: int = positive(50)
 
 
 @dataclass(frozen=True)
 class EvaluationSection:
     """How yesterday's scores did (``jobs/evaluate_scores.py``)."""
 
-    calibration_low: float = 0.8  # warn when mean predicted / observed rate leaves [low, high]
+    calibration_low: float = 0.8
     calibration_high: float = 1.25
-    max_auc_drop: float = 0.02  # warn when AUC falls more than this below the trailing mean
-    trailing_days: int = 7
-    reliability_bins: int = 10
-    min_positives: int = 50  # no calibration / AUC warning for a scenario x task with fewer positives
+    max_auc_drop: float = 0.02
+    trailing_days: int = positive(7)
+    reliability_bins: int = positive(10)
+    min_positives: int = positive(50)
 
 
 @dataclass(frozen=True)
@@ -290,15 +337,15 @@ class Config:
 
 
 # --------------------------------------------------------------------------------------
-# Cross-field validation (types are checked while building)
+# Cross-field rules (types and single-field rules are checked while building)
 # --------------------------------------------------------------------------------------
 
 
 def _parse_date(key: str, value: str) -> dt.date:
     try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{key}: expected a date YYYY-MM-DD, got {clip(repr(value))}") from None
+        return parse_date(value, key)
+    except DateError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _validate_tables(storage: StorageSection) -> None:
@@ -341,9 +388,7 @@ def validate_synthetic(cfg: Config) -> None:
     for key in ("traffic_share", "ctr", "ctcvr"):
         table = getattr(syn, key)
         if set(table) != set(names):
-            raise ConfigError(
-                f"synthetic.{key}: keys {sorted(table)} must be the scenarios {sorted(names)}"
-            )
+            raise ConfigError(f"synthetic.{key}: keys {sorted(table)} must be the scenarios {sorted(names)}")
         for name, rate in table.items():
             if key == "traffic_share" and rate <= 0.0:
                 raise ConfigError(f"synthetic.traffic_share.{name}: must be > 0, got {rate}")
@@ -351,38 +396,43 @@ def validate_synthetic(cfg: Config) -> None:
                 raise ConfigError(f"synthetic.{key}.{name}: must be in (0, 1), got {rate}")
     for name in names:
         if syn.ctcvr[name] >= syn.ctr[name]:
-            raise ConfigError(
-                f"synthetic.ctcvr.{name}: {syn.ctcvr[name]} must be below synthetic.ctr.{name} "
-                f"({syn.ctr[name]}): an order needs a click"
-            )
+            raise ConfigError(f"synthetic.ctcvr.{name}: {syn.ctcvr[name]} must be below synthetic.ctr.{name} "
+                              f"({syn.ctr[name]}): an order needs a click")
     grouped = [s for group in syn.scenario_groups for s in group]
     if sorted(grouped) != sorted(names):
-        raise ConfigError(
-            f"synthetic.scenario_groups: {[list(g) for g in syn.scenario_groups]} must place "
-            f"every scenario of {list(names)} in exactly one group"
-        )
+        raise ConfigError(f"synthetic.scenario_groups: {[list(g) for g in syn.scenario_groups]} must place "
+                          f"every scenario of {list(names)} in exactly one group")
     if not 0.0 <= syn.duplicate_event_rate < 1.0:
-        raise ConfigError(
-            f"synthetic.duplicate_event_rate: must be in [0, 1), got {syn.duplicate_event_rate}"
-        )
+        raise ConfigError(f"synthetic.duplicate_event_rate: must be in [0, 1), got {syn.duplicate_event_rate}")
+
+
+def synthetic_dates(cfg: Config) -> tuple[str, str, str]:
+    """The synthetic layout's (first logged date, last logged date, candidates date), ISO."""
+    start = _parse_date("synthetic.start_date", cfg.synthetic.start_date)
+    last = start + dt.timedelta(days=cfg.synthetic.days - 1)
+    return start.isoformat(), last.isoformat(), (last + dt.timedelta(days=1)).isoformat()
+
+
+def layout_dates(cfg: Config, missing: str) -> tuple[str, str, str]:
+    """:func:`synthetic_dates` for a job given no dates, only where the config says the tables
+    are the generator's (``synthetic.enabled``); otherwise the error names what to pass."""
+    if not cfg.synthetic.enabled:
+        raise ConfigError(f"no dates given: {missing}. (Without them a job takes the synthetic layout's dates, "
+                          "and only when synthetic.enabled is true, as in conf/local.yaml.)")
+    validate_synthetic(cfg)
+    return synthetic_dates(cfg)
 
 
 def _validate(cfg: Config) -> None:
+    for section in dataclasses.fields(cfg):
+        _check_rules(getattr(cfg, section.name), section.name)
     _validate_tables(cfg.storage)
     names = cfg.scenarios.names
     if len(names) < 2:
         raise ConfigError(f"scenarios.names: HiNet needs at least 2 scenarios, got {list(names)}")
     if len(set(names)) != len(names):
         raise ConfigError(f"scenarios.names: duplicate names in {list(names)}")
-    for key in ("progress_seconds", "rows_per_file", "rows_per_task"):
-        if getattr(cfg.spark, key) <= 0:
-            raise ConfigError(f"spark.{key}: must be > 0, got {getattr(cfg.spark, key)}")
     fe = cfg.features
-    for key in ("numeric_buckets", "min_count", "click_window_hours", "order_window_hours"):
-        if getattr(fe, key) <= 0:
-            raise ConfigError(f"features.{key}: must be > 0, got {getattr(fe, key)}")
-    if not 0.0 <= fe.quantile_relative_error < 0.5:
-        raise ConfigError(f"features.quantile_relative_error: must be in [0, 0.5), got {fe.quantile_relative_error}")
     for name, buckets in fe.hashed.items():
         if buckets <= 0:
             raise ConfigError(f"features.hashed.{name}: must be > 0 buckets, got {buckets}")
@@ -396,69 +446,13 @@ def _validate(cfg: Config) -> None:
                               f"{list(fe.numeric)})")
         if low is not None and high is not None and low > high:
             raise ConfigError(f"features.numeric_ranges.{name}: min {low} is above max {high}")
-    for key in ("fit_start", "fit_end"):
-        if getattr(fe, key) is not None:
-            _parse_date(f"features.{key}", getattr(fe, key))
-    tr = cfg.train
-    if tr.launcher not in ("horovod", "torch_distributor", "local"):
-        raise ConfigError(f"train.launcher: expected horovod, torch_distributor or local, got {clip(repr(tr.launcher))}")
-    if tr.missing_scenario not in ("error", "warn"):
-        raise ConfigError(f"train.missing_scenario: expected error or warn, got {clip(repr(tr.missing_scenario))}")
-    sc = cfg.scoring
-    if sc.feature_spec not in ("pipeline", "model"):
-        raise ConfigError(f"scoring.feature_spec: expected pipeline or model, got {clip(repr(sc.feature_spec))}")
-    if tr.warm_start_window_days <= 0:
-        raise ConfigError(f"train.warm_start_window_days: must be > 0, got {tr.warm_start_window_days}")
-    if tr.window_days <= 0:
-        raise ConfigError(f"train.window_days: must be > 0, got {tr.window_days}")
-    for key in ("batch_size", "histogram_bins"):
-        if getattr(sc, key) <= 0:
-            raise ConfigError(f"scoring.{key}: must be > 0, got {getattr(sc, key)}")
-    for key in ("num_proc", "threads_per_worker", "batch_size", "epochs", "early_stopping_patience",
-                "progress_seconds", "validations_per_epoch", "shuffle_buffer_rows", "row_group_mb"):
-        if getattr(tr, key) <= 0:
-            raise ConfigError(f"train.{key}: must be > 0, got {getattr(tr, key)}")
-    if tr.val_every_steps is not None and tr.val_every_steps <= 0:
-        raise ConfigError(f"train.val_every_steps: must be > 0 or null, got {tr.val_every_steps}")
-    if tr.learning_rate <= 0:
-        raise ConfigError(f"train.learning_rate: must be > 0, got {tr.learning_rate}")
-    if tr.weight_decay < 0:
-        raise ConfigError(f"train.weight_decay: must be >= 0, got {tr.weight_decay}")
-    unknown = sorted(set(tr.scenario_weights) - set(names))
+    unknown = sorted(set(cfg.train.scenario_weights) - set(names))
     if unknown:
         raise ConfigError(f"train.scenario_weights: unknown scenarios {unknown}; known: {list(names)}")
-    for key in ("train_start", "train_end", "val_start", "val_end", "test_start", "test_end"):
-        if getattr(tr, key) is not None:
-            _parse_date(f"train.{key}", getattr(tr, key))
-    if not 0.0 <= cfg.features.quarantine_warn_rate <= 1.0:
-        raise ConfigError(f"features.quarantine_warn_rate: must be in [0, 1], got {cfg.features.quarantine_warn_rate}")
     ev = cfg.evaluation
     if not 0 < ev.calibration_low < 1 < ev.calibration_high:
         raise ConfigError(f"evaluation.calibration_low/high: need 0 < low < 1 < high, got "
                           f"{ev.calibration_low}, {ev.calibration_high}")
-    for key in ("trailing_days", "reliability_bins", "min_positives"):
-        if getattr(ev, key) <= 0:
-            raise ConfigError(f"evaluation.{key}: must be > 0, got {getattr(ev, key)}")
-    if cfg.mlflow.min_positives < 1:
-        raise ConfigError(f"mlflow.min_positives: must be >= 1, got {cfg.mlflow.min_positives}")
-    for key in ("promote_margin", "max_auc_drop"):
-        if getattr(cfg.mlflow, key) < 0:
-            raise ConfigError(f"mlflow.{key}: must be >= 0, got {getattr(cfg.mlflow, key)}")
-    if cfg.features.dedup_lookback_days < 0:
-        raise ConfigError(f"features.dedup_lookback_days: must be >= 0, got {cfg.features.dedup_lookback_days}")
-    mdl = cfg.model
-    from hinet_spark.models.registry import MODELS  # torch; the registry is the one list of names
-
-    if mdl.name not in MODELS:
-        raise ConfigError(f"model.name: unknown model {clip(repr(mdl.name))}; known: {sorted(MODELS)}")
-    for key in ("embedding_dim", "sei_experts", "scenario_emb_dim", "task_shared_experts",
-                "task_specific_experts", "n_experts", "ple_levels"):
-        if getattr(mdl, key) <= 0:
-            raise ConfigError(f"model.{key}: must be > 0, got {getattr(mdl, key)}")
-    for key in ("sei_hidden", "cgc_hidden", "tower_hidden", "bottom_hidden", "expert_hidden"):
-        widths = getattr(mdl, key)
-        if not widths or any(w <= 0 for w in widths):
-            raise ConfigError(f"model.{key}: must be a non-empty list of positive widths, got {list(widths)}")
 
 
 # --------------------------------------------------------------------------------------
@@ -572,44 +566,6 @@ _LEAF_MAPPINGS = ("synthetic.traffic_share", "synthetic.ctr", "synthetic.ctcvr",
 def _is_leaf_mapping(key: str) -> bool:
     """Mappings that are values (replaced whole, so a scenario list can shrink)."""
     return key in _LEAF_MAPPINGS
-
-
-MAX_YAML_VALUES = 100_000  # values a config or mapping file may expand to through YAML aliases
-MAX_SHOWN = 120  # characters of a value a message echoes
-
-
-def clip(text: Any, limit: int = MAX_SHOWN) -> str:
-    """``text`` for a message: at most ``limit`` characters, the cut said."""
-    text = str(text)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
-def expanded_size(value: Any) -> int:
-    """How many values ``value`` holds once YAML aliases are expanded (each shared node counted
-    as often as it is referenced; linear in the number of distinct nodes)."""
-    memo: dict[int, int] = {}
-
-    def size(v: Any) -> int:
-        if not isinstance(v, (dict, list)):
-            return 1
-        if id(v) not in memo:
-            memo[id(v)] = 0  # a cycle counts once
-            children = [*v.keys(), *v.values()] if isinstance(v, dict) else v
-            memo[id(v)] = 1 + sum(size(c) for c in children)
-        return memo[id(v)]
-
-    return size(value)
-
-
-def safe_yaml(text: str, where: str) -> Any:
-    """``yaml.safe_load``, refusing a document that expands beyond :data:`MAX_YAML_VALUES`
-    values through aliases (an alias bomb) before anything walks it."""
-    data = yaml.safe_load(text)
-    n = expanded_size(data)
-    if n > MAX_YAML_VALUES:
-        raise ConfigError(f"{clip(where)}: expands to {n:,} values through YAML aliases (&anchor / *alias), more "
-                          f"than the {MAX_YAML_VALUES:,} allowed; write the values out or use fewer aliases")
-    return data
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

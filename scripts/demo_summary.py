@@ -12,8 +12,8 @@ from mlflow.tracking import MlflowClient
 
 from hinet_spark.cli import base_parser, config_from_args, setup_logging
 from hinet_spark.ops.io import read_table, table_exists, table_location, table_version
+from hinet_spark.ops.mlflow_store import setup, tracking_uri
 from hinet_spark.ops.spark import get_spark
-from hinet_spark.lifecycle.tracking import setup, tracking_uri
 
 
 def main() -> int:

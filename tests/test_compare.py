@@ -7,9 +7,9 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from hinet_spark.lifecycle.compare import Comparison, Run, interval, parse_grid, recommendation
 from hinet_spark.config import ConfigError, load_config
 from hinet_spark.features.build import build_samples
+from hinet_spark.lifecycle.compare import Comparison, Run, interval, parse_grid, recommendation
 from jobs import compare_models, generate_synthetic
 
 

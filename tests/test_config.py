@@ -78,8 +78,8 @@ def test_a_config_for_real_logs_needs_no_synthetic_block(tmp_path):
     with pytest.raises(ConfigError, match=r"synthetic\.traffic_share: keys .* must be the scenarios"):
         validate_synthetic(cfg)  # ... until someone generates synthetic data with it
     # no dates and no synthetic data: each job names what to pass
-    from hinet_spark.train.snapshot import split_dates
     from hinet_spark.jobs import build_features, score_candidates
+    from hinet_spark.train.snapshot import split_dates
 
     with pytest.raises(ConfigError, match=r"no dates given: pass --date YYYY-MM-DD, or --start-date and "
                                           r"--end-date\. .*no oracle table at"):

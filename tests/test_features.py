@@ -13,10 +13,10 @@ from pyspark.sql import Row
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from hinet_spark.features.build import EmptyInputError, build_samples
 from hinet_spark.features.spec import FeatureSpec, FeatureSpecError, require_same
 from hinet_spark.features.transforms import apply_spec, fit_spec
 from hinet_spark.ops.io import TableNotFoundError, read_table, table_location, write_table
-from hinet_spark.features.build import EmptyInputError, build_samples
 from hinet_spark.ops.schemas import SchemaError, load_schema
 from jobs import build_features
 

@@ -15,9 +15,9 @@ import pytest
 from pyspark.sql import functions as F
 
 from hinet_spark.config import load_config
+from hinet_spark.features.build import build_samples
 from hinet_spark.ingest.importing import MappingError, import_logs, load_mapping
 from hinet_spark.ops.io import read_table
-from hinet_spark.features.build import build_samples
 from jobs import generate_synthetic
 from jobs import import_logs as import_job
 

@@ -13,14 +13,16 @@ from delta.tables import DeltaTable
 from sklearn.metrics import roc_auc_score
 
 from hinet_spark.config import load_config
-from hinet_spark.features.spec import FeatureSpec
-from hinet_spark.ops.io import read_table, table_location
-from hinet_spark.models import build_model
-from hinet_spark.lifecycle.promotion import PromotionError, history, rollback, set_champion
 from hinet_spark.features.build import EmptyInputError, build_samples
-from hinet_spark.scoring.quality import evaluate_day
+from hinet_spark.features.spec import FeatureSpec
+from hinet_spark.lifecycle.promotion import PromotionError, rollback, set_champion
+from hinet_spark.lifecycle.tracking import log_training
+from hinet_spark.model_refs import history
+from hinet_spark.models import build_model
+from hinet_spark.ops.io import read_table, table_location
+from hinet_spark.ops.mlflow_store import setup
 from hinet_spark.scoring.batch import score_candidates
-from hinet_spark.lifecycle.tracking import log_training, setup
+from hinet_spark.scoring.quality import evaluate_day
 from hinet_spark.train.loop import fit, validation_steps
 from hinet_spark.train.warm_start import WarmStartError
 from jobs import evaluate_scores, generate_synthetic

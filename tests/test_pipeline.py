@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 from hinet_spark.config import load_config
 from hinet_spark.ops.io import read_table
-from hinet_spark.lifecycle.tracking import setup
+from hinet_spark.ops.mlflow_store import setup
 from jobs import build_features, generate_synthetic, score_candidates, train_hinet
 
 pytestmark = pytest.mark.slow

@@ -18,8 +18,8 @@ import torch
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from hinet_spark.train.checkpoints import CheckpointError, check_resumable, fingerprint
 from hinet_spark.config import ConfigError, load_config
+from hinet_spark.features.build import build_samples, spec_archive, spec_path
 from hinet_spark.features.spec import FeatureSpec, FeatureSpecError
 from hinet_spark.features.transforms import check_exposures
 from hinet_spark.ops.io import (
@@ -30,8 +30,8 @@ from hinet_spark.ops.io import (
     table_location,
     write_table,
 )
-from hinet_spark.features.build import build_samples, spec_archive, spec_path
 from hinet_spark.ops.schemas import SchemaError, load_schema
+from hinet_spark.train.checkpoints import CheckpointError, check_resumable, fingerprint
 from jobs import build_features
 from tests.test_features import D1, D2, exposure, ts, write_raw
 
@@ -483,7 +483,7 @@ def test_checkpoints_belong_to_their_run(tmp_path):
 def test_a_copied_root_never_writes_into_the_original(tmp_path):
     import shutil
 
-    from hinet_spark.lifecycle.tracking import setup
+    from hinet_spark.ops.mlflow_store import setup
 
     original = tmp_path / "prod"
     setup(load_config(None, [f"storage.root={original}"]))

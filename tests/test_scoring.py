@@ -16,14 +16,15 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from hinet_spark.config import load_config
+from hinet_spark.features.build import build_samples
 from hinet_spark.features.spec import FeatureSpec, FeatureSpecError
 from hinet_spark.features.transforms import apply_spec
+from hinet_spark.lifecycle.tracking import log_training
 from hinet_spark.ops.io import read_table, table_location, table_version, write_table
-from hinet_spark.features.build import build_samples
+from hinet_spark.ops.mlflow_store import tracking_uri
 from hinet_spark.ops.schemas import SchemaError, load_schema
 from hinet_spark.scoring.batch import ScoringError, score_candidates
 from hinet_spark.serving import registered_version
-from hinet_spark.lifecycle.tracking import log_training, tracking_uri
 from hinet_spark.train.loop import fit
 from jobs import generate_synthetic
 from jobs import score_candidates as score_job
@@ -275,7 +276,7 @@ def test_deleted_versions_are_known_to_history_rollback_and_scoring(spark, root,
     from mlflow.tracking import MlflowClient
 
     from hinet_spark.lifecycle.promotion import history_lines, rollback, set_champion
-    from hinet_spark.lifecycle.tracking import setup
+    from hinet_spark.ops.mlflow_store import setup
 
     name = "hinet_deleted"
     cfg = config(root, f"mlflow.registered_model={name}")

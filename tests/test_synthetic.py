@@ -10,9 +10,9 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from hinet_spark.config import load_config
+from hinet_spark.ingest.synthetic import generate
 from hinet_spark.ops.io import read_table, table_location
 from hinet_spark.ops.schemas import load_schema, validate_dataframe
-from hinet_spark.ingest.synthetic import generate
 from jobs import generate_synthetic
 
 # Table I (paper), the generator's targets. Shares are relative weights (they sum to 96.6%).

@@ -13,14 +13,15 @@ import pandas as pd
 import pytest
 import torch
 
-from hinet_spark.train.checkpoints import CheckpointError
 from hinet_spark.config import load_config
-from hinet_spark.train.snapshot import DataError, split_dates
-from hinet_spark.features.spec import FeatureSpec, FeatureSpecError
-from hinet_spark.ops.io import read_table, write_table
 from hinet_spark.features.build import build_samples
-from hinet_spark.lifecycle.tracking import log_training, tracking_uri
+from hinet_spark.features.spec import FeatureSpec, FeatureSpecError
+from hinet_spark.lifecycle.tracking import log_training
+from hinet_spark.ops.io import read_table, write_table
+from hinet_spark.ops.mlflow_store import tracking_uri
+from hinet_spark.train.checkpoints import CheckpointError
 from hinet_spark.train.loop import TrainingError, fit, validation_steps
+from hinet_spark.train.snapshot import DataError, split_dates
 from jobs import generate_synthetic
 
 pytestmark = pytest.mark.slow

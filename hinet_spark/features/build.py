@@ -24,6 +24,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hinet_spark.config import Config, FeaturesSection
+from hinet_spark.dates import parse_range
+from hinet_spark.errors import OperatorError
 from hinet_spark.features.spec import FeatureSpec, FeatureSpecError
 from hinet_spark.features.transforms import (
     apply_spec,
@@ -56,7 +58,7 @@ SAMPLE_KEYS = ("exposure_id", "request_id", "user_id", "item_id", "scenario", "s
 LABELS = ("label_ctr", "label_ctcvr")
 
 
-class EmptyInputError(ValueError):
+class EmptyInputError(OperatorError, ValueError):
     """A date range holds no rows to build from."""
 
 
@@ -93,16 +95,6 @@ def spec_path(cfg: Config) -> Path:
 def spec_archive(cfg: Config, spec_hash: str) -> Path:
     """Every spec ever fitted, side by side by hash (never overwritten)."""
     return spec_path(cfg).parent / "feature_specs" / f"{spec_hash}.json"
-
-
-def parse_range(start: str, end: str) -> tuple[dt.date, dt.date]:
-    try:
-        a, b = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
-    except ValueError:
-        raise ValueError(f"dates must be YYYY-MM-DD, got start={start!r} end={end!r}") from None
-    if a > b:
-        raise ValueError(f"empty date range: start {start} is after end {end}")
-    return a, b
 
 
 def _in_range(col: str | F.Column, a: dt.date, b: dt.date) -> F.Column:
@@ -151,12 +143,13 @@ def feature_kinds(fc: FeaturesSection) -> dict[str, tuple[str, ...]]:
             "features.hashed": tuple(fc.hashed)}
 
 
-def numeric_ranges(spark: SparkSession, cfg: Config) -> dict[str, tuple[float | None, float | None]]:
+def numeric_ranges(cfg: Config) -> dict[str, tuple[float | None, float | None]]:
     """[min, max] per numeric feature: ``features.numeric_ranges``, over the synthetic layout's
-    own ranges (schemas/synthetic_exposures.json) on data ``generate_synthetic`` made."""
+    own ranges (schemas/synthetic_exposures.json) when the config says the tables are the
+    generator's (``synthetic.enabled``), whatever tables the root holds."""
     fc = cfg.features
     ranges = {n: (None, None) for n in fc.numeric}
-    if table_exists(spark, cfg, "oracle"):
+    if cfg.synthetic.enabled:
         ranges.update({n: r for n, r in load_schema("synthetic_exposures").ranges(fc.numeric).items()
                        if r != (None, None)})
     return {**ranges, **fc.numeric_ranges}
@@ -297,7 +290,7 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
     raw = {k: drop_colliding_columns(df, load_schema(k).names, features, k) for k, df in raw.items()}
 
     exposures = _dated(raw["raw_exposures"], "event_time", a, b)
-    ranges = numeric_ranges(spark, cfg)
+    ranges = numeric_ranges(cfg)
     good, bad_exposures = check_exposures(exposures, cfg.scenarios.names, ranges,
                                           seen_ids=_seen_exposure_ids(spark, cfg, a))
     good = good.persist()

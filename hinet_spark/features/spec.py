@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hinet_spark.errors import OperatorError
+
 NULL_ID = 0
 OOV_ID = 1
 FIRST_ID = 2
 SPEC_FORMAT = 1
 
 
-class FeatureSpecError(ValueError):
+class FeatureSpecError(OperatorError, ValueError):
     """A feature spec is missing, corrupt, or does not match what a job expects."""
 
 

@@ -42,6 +42,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from hinet_spark.config import Config, ConfigError, safe_yaml
+from hinet_spark.dates import parse_range
+from hinet_spark.errors import OperatorError
+from hinet_spark.features.build import ReconciliationError, late_events
 from hinet_spark.features.transforms import first_reason
 from hinet_spark.ops.io import (
     add_column_if_missing,
@@ -50,7 +53,6 @@ from hinet_spark.ops.io import (
     table_exists,
     write_table,
 )
-from hinet_spark.features.build import ReconciliationError, late_events, parse_range
 from hinet_spark.ops.schemas import load_schema
 from hinet_spark.ops.summary import table
 
@@ -75,7 +77,7 @@ SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PIPELINE_NAMES = {"source", "label_ctr", "label_ctcvr", "scenario_idx", "spec_hash", "reason", "record"}
 
 
-class MappingError(ValueError):
+class MappingError(OperatorError, ValueError):
     """A mapping file that cannot describe the user's tables; the message names file and key."""
 
 

@@ -392,24 +392,3 @@ def generate(spark: SparkSession, cfg: Config) -> DataFrame:
     future = labeled_exposures(spark, cfg, intercepts, first_day=syn.days, n_days=1,
                                rows_per_day=syn.candidates_per_day)
     return logged.unionByName(future)
-
-
-def default_dates(cfg: Config, missing: str) -> tuple[str, str, str]:
-    """The synthetic layout's dates (:func:`date_range`) for a job given none, but only for
-    data ``generate_synthetic`` made; for real logs the error names what to pass (``missing``)."""
-    from hinet_spark.config import ConfigError, validate_synthetic
-    from hinet_spark.ops.io import generated_data, table_location
-
-    if not generated_data(cfg):
-        raise ConfigError(f"no dates given: {missing}. (Without them the synthetic layout's dates are used, "
-                          f"and only for data generate_synthetic made; there is no oracle table at "
-                          f"{table_location(cfg, 'oracle')}.)")
-    validate_synthetic(cfg)
-    return date_range(cfg)
-
-
-def date_range(cfg: Config) -> tuple[str, str, str]:
-    """(first logged date, last logged date, candidates date) as ISO strings."""
-    start = dt.date.fromisoformat(cfg.synthetic.start_date)
-    last = start + dt.timedelta(days=cfg.synthetic.days - 1)
-    return start.isoformat(), last.isoformat(), (last + dt.timedelta(days=1)).isoformat()

@@ -18,12 +18,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
-from hinet_spark.config import Config
-from hinet_spark.ops.progress import stage_progress
+from hinet_spark.cli import add_offset_arg, base_parser, run_job
+from hinet_spark.config import Config, layout_dates
+from hinet_spark.dates import shift
+from hinet_spark.errors import UsageError
 from hinet_spark.features.build import build_samples, summary_table
+from hinet_spark.ops.progress import stage_progress
 from hinet_spark.ops.spark import get_spark
-from hinet_spark.ingest.synthetic import default_dates
 
 logger = logging.getLogger("build_features")
 
@@ -47,14 +48,14 @@ def resolve_range(args: argparse.Namespace, cfg: Config) -> tuple[str, str]:
     """--date, or --start-date/--end-date; with neither, the logged days of synthetic data
     (real logs: an error naming the options)."""
     if args.date and (args.start_date or args.end_date):
-        raise ValueError("give either --date or --start-date/--end-date, not both")
+        raise UsageError("give either --date or --start-date/--end-date, not both")
     if args.date:
         return args.date, args.date
     if args.start_date or args.end_date:
         if not (args.start_date and args.end_date):
-            raise ValueError("--start-date and --end-date go together")
+            raise UsageError("--start-date and --end-date go together")
         return args.start_date, args.end_date
-    first, last, _ = default_dates(cfg, "pass --date YYYY-MM-DD, or --start-date and --end-date")
+    first, last, _ = layout_dates(cfg, "pass --date YYYY-MM-DD, or --start-date and --end-date")
     return first, last
 
 

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import mlflow
 
-from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
+from hinet_spark.cli import add_offset_arg, base_parser, run_job
+from hinet_spark.config import Config
+from hinet_spark.dates import shift
 from hinet_spark.lifecycle.compare import (
     BASELINES,
     DEFAULT_GRID,
@@ -33,10 +35,9 @@ from hinet_spark.lifecycle.compare import (
     recommendation,
     render,
 )
-from hinet_spark.config import Config
-from hinet_spark.train.snapshot import rolling_split
+from hinet_spark.ops.mlflow_store import tracking_uri, use_experiment
 from hinet_spark.ops.spark import get_spark
-from hinet_spark.lifecycle.tracking import tracking_uri, use_experiment
+from hinet_spark.train.snapshot import rolling_split
 
 logger = logging.getLogger("compare_models")
 

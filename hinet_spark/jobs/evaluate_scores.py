@@ -24,13 +24,15 @@ from pathlib import Path
 
 import mlflow
 
-from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
+from hinet_spark import plots
+from hinet_spark.cli import add_offset_arg, base_parser, run_job
 from hinet_spark.config import Config
+from hinet_spark.dates import shift
+from hinet_spark.ops.mlflow_store import setup, use_experiment
 from hinet_spark.ops.progress import stage_progress
-from hinet_spark.scoring.quality import QualityReport, evaluate_day, write_quality
 from hinet_spark.ops.spark import get_spark
 from hinet_spark.ops.summary import table
-from hinet_spark.lifecycle.tracking import setup, use_experiment
+from hinet_spark.scoring.quality import QualityReport, evaluate_day, write_quality
 
 logger = logging.getLogger("evaluate_scores")
 
@@ -65,11 +67,6 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def log_run(cfg: Config, report: QualityReport) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     setup(cfg)
     use_experiment(cfg, f"{cfg.mlflow.experiment}-score-quality")
     with mlflow.start_run(run_name=f"score-quality-{report.date}") as run, tempfile.TemporaryDirectory() as tmp:
@@ -87,26 +84,7 @@ def log_run(cfg: Config, report: QualityReport) -> str:
         mlflow.log_metrics(metrics)
         if report.warnings:
             mlflow.set_tag("warnings", " | ".join(report.warnings)[:5000])
-        scen = sorted({r["scenario"] for r in report.rows})
-        fig, axes = plt.subplots(2, len(scen), figsize=(2.7 * len(scen), 5.6), squeeze=False)
-        for r in report.rows:
-            j, k = (0 if r["task"] == "ctr" else 1), scen.index(r["scenario"])
-            ax = axes[j][k]
-            if r["reliability"]:
-                pred, obs, _ = zip(*r["reliability"])
-                top = max(*pred, *obs) * 1.05 or 1.0
-                ax.plot(pred, obs, "o-", color=f"C{j}", markersize=3)
-                ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1)
-                ax.set_xlim(0, top)
-                ax.set_ylim(0, top)
-            ax.set_title(f"{r['task']} {r['scenario']}: {r['rows']:,} rows, {r['positives']:,} pos", fontsize=8)
-            ax.tick_params(labelsize=6)
-        fig.suptitle(f"scores of {report.date} against their labels: mean predicted (x) vs observed (y), "
-                     "equal-count bins", fontsize=10)
-        fig.tight_layout()
-        path = Path(tmp) / "reliability.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        path = plots.day_reliability(report.rows, report.date, Path(tmp) / "reliability.png")
         mlflow.log_artifact(str(path), artifact_path="plots")
         return run.info.run_id
 

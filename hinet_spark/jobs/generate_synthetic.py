@@ -17,13 +17,13 @@ from collections.abc import Sequence
 
 from pyspark.sql import functions as F
 
-from hinet_spark.ingest import foreign_layout
 from hinet_spark.cli import base_parser, run_job
-from hinet_spark.config import Config, validate_synthetic
+from hinet_spark.config import Config, ConfigError, synthetic_dates, validate_synthetic
+from hinet_spark.ingest import foreign_layout
+from hinet_spark.ingest.synthetic import generate, split
 from hinet_spark.ops.io import drop_scratch_table, read_table, write_table
 from hinet_spark.ops.progress import stage_progress
 from hinet_spark.ops.spark import get_spark
-from hinet_spark.ingest.synthetic import date_range, generate, split
 
 logger = logging.getLogger("generate_synthetic")
 
@@ -41,6 +41,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
+    if not cfg.synthetic.enabled:
+        raise ConfigError("synthetic.enabled is false: this config is for real logs, and the jobs would treat the "
+                          "generated tables as real (no synthetic dates, ranges or SAN check); generate under a "
+                          "config that says synthetic.enabled: true (conf/local.yaml does)")
     validate_synthetic(cfg)  # the one job that needs the synthetic section to fit the scenarios
     spark = get_spark(cfg)
     with stage_progress(spark, cfg.spark.progress_seconds, "generate_synthetic"):
@@ -53,7 +57,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _generate(spark, cfg: Config) -> None:
-    first, last, cand = date_range(cfg)
+    first, last, cand = synthetic_dates(cfg)
     # Stage every generated row once, then split the staged table into the raw tables.
     write_table(generate(spark, cfg), cfg, "synthetic_staging", partition_by=["dt"], scratch=True)
     try:

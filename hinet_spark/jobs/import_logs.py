@@ -20,8 +20,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
-from hinet_spark.config import Config
+from hinet_spark.cli import add_offset_arg, base_parser, run_job
+from hinet_spark.config import Config, ConfigError
+from hinet_spark.dates import shift
+from hinet_spark.errors import UsageError
 from hinet_spark.ingest.importing import import_logs, load_mapping, report_text
 from hinet_spark.ops.progress import stage_progress
 from hinet_spark.ops.spark import get_spark
@@ -45,9 +47,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     if args.date and (args.start_date or args.end_date):
-        raise ValueError("give either --date or --start-date/--end-date, not both")
+        raise UsageError("give either --date or --start-date/--end-date, not both")
     if not args.date and not (args.start_date and args.end_date):
-        raise ValueError("import_logs needs dates: pass --date YYYY-MM-DD, or --start-date and --end-date")
+        raise UsageError("import_logs needs dates: pass --date YYYY-MM-DD, or --start-date and --end-date")
+    if cfg.synthetic.enabled:
+        raise ConfigError("synthetic.enabled is true: this config says the tables are generate_synthetic's, so the "
+                          "synthetic layout's numeric ranges and dates would be applied to your logs; import under a "
+                          "config of your own (synthetic.enabled: false, the default of conf/base.yaml; "
+                          "docs/your_data.md)")
     start, end = (shift(d, args.offset_days) for d in
                   ((args.date, args.date) if args.date else (args.start_date, args.end_date)))
     mapping = load_mapping(args.mapping, cfg)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from hinet_spark.cli import base_parser, run_job
 from hinet_spark.config import Config
 from hinet_spark.lifecycle.promotion import history_lines, rollback, set_champion
-from hinet_spark.lifecycle.tracking import setup
+from hinet_spark.ops.mlflow_store import setup
 
 logger = logging.getLogger("manage_model")
 

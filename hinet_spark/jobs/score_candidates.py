@@ -21,13 +21,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
-from hinet_spark.config import Config
+from hinet_spark.cli import add_offset_arg, base_parser, run_job
+from hinet_spark.config import Config, layout_dates
+from hinet_spark.dates import shift
 from hinet_spark.ops.progress import stage_progress
-from hinet_spark.scoring.batch import score_candidates
 from hinet_spark.ops.spark import get_spark
 from hinet_spark.ops.summary import table
-from hinet_spark.ingest.synthetic import default_dates
+from hinet_spark.scoring.batch import score_candidates
 
 logger = logging.getLogger("score_candidates")
 
@@ -47,7 +47,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    date = shift(args.date or default_dates(cfg, "pass --date YYYY-MM-DD (the candidates' day)")[2],
+    date = shift(args.date or layout_dates(cfg, "pass --date YYYY-MM-DD (the candidates' day)")[2],
                  args.offset_days)
     scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip()) if args.scenarios else None
     spark = get_spark(cfg)

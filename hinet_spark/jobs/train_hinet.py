@@ -18,15 +18,16 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from hinet_spark.cli import add_offset_arg, base_parser, run_job, shift
+from hinet_spark.cli import add_offset_arg, base_parser, run_job
 from hinet_spark.config import Config
-from hinet_spark.train.snapshot import rolling_split
-from hinet_spark.train.distributed import before_spark
+from hinet_spark.dates import shift
 from hinet_spark.lifecycle.promotion import comparison_table
+from hinet_spark.lifecycle.tracking import log_training
 from hinet_spark.ops.spark import get_spark
 from hinet_spark.ops.summary import table
-from hinet_spark.lifecycle.tracking import log_training
+from hinet_spark.train.distributed import before_spark
 from hinet_spark.train.loop import fit
+from hinet_spark.train.snapshot import rolling_split
 
 logger = logging.getLogger("train_hinet")
 

@@ -29,8 +29,8 @@ from pyspark.sql import functions as F
 
 from hinet_spark.config import Config, ConfigError, load_config
 from hinet_spark.evaluation import TASKS, auc
-from hinet_spark.ops.io import read_table, table_exists
 from hinet_spark.models.registry import MODELS
+from hinet_spark.ops.io import read_table, table_exists
 from hinet_spark.train.loop import fit
 
 logger = logging.getLogger(__name__)

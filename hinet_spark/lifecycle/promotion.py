@@ -33,17 +33,17 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hinet_spark.config import Config
+from hinet_spark.errors import OperatorError
 from hinet_spark.evaluation import TASKS, Evaluation, evaluate
 from hinet_spark.features.spec import FeatureSpec
 from hinet_spark.features.transforms import apply_spec
+from hinet_spark.model_refs import HISTORY_TAG, existing_versions, history
+from hinet_spark.model_refs import champion as current_champion
 from hinet_spark.ops.io import read_table, table_location
 
 logger = logging.getLogger(__name__)
 
-HISTORY_TAG = "champion_history"
-
-
-class PromotionError(RuntimeError):
+class PromotionError(OperatorError, RuntimeError):
     """A manual promote / rollback cannot be done (no such version, no previous champion)."""
 
 
@@ -75,13 +75,6 @@ class Decision:
     promote: bool
     reason: str
     not_judged: list[str]
-
-
-def _champion(cfg: Config) -> Any | None:
-    try:
-        return MlflowClient().get_model_version_by_alias(cfg.mlflow.registered_model, "champion")
-    except mlflow.exceptions.MlflowException:
-        return None
 
 
 def _split_rows(spark: SparkSession, cfg: Config, samples_version: int, dates: tuple[str, str], max_rows: int,
@@ -152,7 +145,7 @@ def decide(cfg: Config, comp: Comparison) -> Decision:
 
 def compare_and_decide(spark: SparkSession, cfg: Config, result: Any) -> tuple[Decision, list[Comparison]]:
     """Against the current champion (or none: the first model is promoted)."""
-    champion = _champion(cfg)
+    champion = current_champion(cfg)
     if champion is None:
         return Decision(True, "promoted: there is no champion yet", []), []
     uri = f"models:/{cfg.mlflow.registered_model}/{champion.version}"
@@ -193,17 +186,6 @@ def comparison_table(comps: list[Comparison]) -> list[tuple]:
 # --------------------------------------------------------------------------------------
 
 
-def history(cfg: Config) -> list[dict]:
-    model = MlflowClient().get_registered_model(cfg.mlflow.registered_model)
-    return json.loads(model.tags.get(HISTORY_TAG, "[]"))
-
-
-def existing_versions(cfg: Config) -> set[str]:
-    """The versions of the registered model that still exist (deleted ones are gone)."""
-    found = MlflowClient().search_model_versions(f"name='{cfg.mlflow.registered_model}'")
-    return {str(v.version) for v in found}
-
-
 def history_lines(cfg: Config) -> list[str]:
     """The champion moves, oldest first, each saying whether its version still exists."""
     alive = existing_versions(cfg)
@@ -211,18 +193,6 @@ def history_lines(cfg: Config) -> list[str]:
             f"{'' if e['version'] in alive else ' (deleted since)'} replaced {e.get('previous') or 'none'}"
             f"{'' if not e.get('previous') or e['previous'] in alive else ' (deleted since)'}: {e['reason']}"
             for e in history(cfg)]
-
-
-def missing_champion(cfg: Config) -> str:
-    """Why there is no champion, from the history: never set, or its version was deleted."""
-    moves = history(cfg)
-    if not moves:
-        return f"{cfg.mlflow.registered_model} has no champion yet (no model was promoted)"
-    last = moves[-1]["version"]
-    gone = last not in existing_versions(cfg)
-    return (f"{cfg.mlflow.registered_model} has no champion: its last champion, version {last}, "
-            f"{'was deleted from the registry' if gone else 'lost the alias'}; promote a version "
-            "(manage_model promote --version N) or roll back (manage_model rollback)")
 
 
 def set_champion(cfg: Config, version: str, reason: str, action: str) -> dict:
@@ -233,7 +203,7 @@ def set_champion(cfg: Config, version: str, reason: str, action: str) -> dict:
         client.get_model_version(name, version)
     except mlflow.exceptions.MlflowException as exc:
         raise PromotionError(f"{name} has no version {version!r}") from exc
-    before = _champion(cfg)
+    before = current_champion(cfg)
     client.set_registered_model_alias(name, "champion", version)
     entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "action": action,
              "version": str(version), "previous": str(before.version) if before is not None else None,
@@ -249,7 +219,7 @@ def rollback(cfg: Config, reason: str) -> dict:
     """Champion back to the version that was champion before the current one; when the
     current champion's version was deleted (the alias went with it), to the most recent
     earlier champion that still exists."""
-    current = _champion(cfg)
+    current = current_champion(cfg)
     moves = history(cfg)
     if current is not None:
         for entry in reversed(moves):

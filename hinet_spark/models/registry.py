@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from hinet_spark.config import MODEL_NAMES
 from hinet_spark.models.baselines import PLE, STAR, FlatCGC, HMoE, MMoE, SharedBottom
 from hinet_spark.models.hinet import HiNet
 from hinet_spark.models.spec import ModelSpec
@@ -48,3 +49,7 @@ def build_model(spec: ModelSpec) -> nn.Module:
 def count_parameters(model: nn.Module, include_embeddings: bool = True) -> int:
     return sum(p.numel() for name, p in model.named_parameters()
                if include_embeddings or not name.startswith("embedding."))
+
+
+if tuple(MODELS) != MODEL_NAMES:  # the config checks model.name against MODEL_NAMES without importing torch
+    raise ImportError(f"hinet_spark.config.MODEL_NAMES {MODEL_NAMES} must list the registry's models {tuple(MODELS)}")

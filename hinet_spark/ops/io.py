@@ -7,6 +7,7 @@ the catalog table ``<catalog_schema>.<name>``.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import re
@@ -18,23 +19,25 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hinet_spark.config import Config
+from hinet_spark.dates import day_range
+from hinet_spark.errors import OperatorError
 
 logger = logging.getLogger(__name__)
 
 
-class TableNotFoundError(LookupError):
+class TableNotFoundError(OperatorError, LookupError):
     """A table a job needs does not exist."""
 
 
-class StorageError(RuntimeError):
+class StorageError(OperatorError, RuntimeError):
     """A write or delete would leave ``storage.root`` or touch a table the job does not own."""
 
 
-class TableReadError(RuntimeError):
+class TableReadError(OperatorError, RuntimeError):
     """A Delta table exists but cannot be read (a damaged log, a data file deleted under it)."""
 
 
-class ConcurrentRunError(RuntimeError):
+class ConcurrentRunError(OperatorError, RuntimeError):
     """Another run committed to the same table partition between this run's read and commit."""
 
 
@@ -110,14 +113,6 @@ def table_location(cfg: Config, key: str) -> str:
 
 def _by_path(cfg: Config) -> bool:
     return not cfg.storage.catalog_schema
-
-
-def generated_data(cfg: Config) -> bool:
-    """True when the tables were made by ``generate_synthetic`` (its oracle table exists under
-    ``storage.root``): only then do the synthetic layout's dates stand in for missing ones."""
-    if not _by_path(cfg):
-        return False
-    return (Path(table_location(cfg, "oracle")) / "_delta_log").is_dir()
 
 
 def table_exists(spark: SparkSession, cfg: Config, key: str) -> bool:
@@ -285,17 +280,15 @@ def add_column_if_missing(spark: SparkSession, cfg: Config, key: str, column: st
 IMPORT_LOG_SCHEMA = "import_source string, dt date, status string, import_id string, at timestamp"
 
 
-class ImportIncompleteError(RuntimeError):
+class ImportIncompleteError(OperatorError, RuntimeError):
     """The raw tables hold dates whose import started but did not finish."""
 
 
 def record_import(spark: SparkSession, cfg: Config, source: str, a, b, status: str, import_id: str) -> None:
     """One row per date of ``a``..``b`` for ``source``: ``started`` before an import's first
     write, ``complete`` after its last (replacing the rows of that source and those dates)."""
-    import datetime as _dt
-
-    now = _dt.datetime.now(_dt.UTC).replace(tzinfo=None, microsecond=0)
-    days = [a + _dt.timedelta(days=i) for i in range((b - a).days + 1)]
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    days = day_range(a, b)
     rows = spark.createDataFrame([(source, d, status, import_id, now) for d in days], IMPORT_LOG_SCHEMA)
     write_table(rows, cfg, "import_log", partition_by=[], rows=len(days),
                 replace_where=f"import_source = '{source}' AND dt >= '{a.isoformat()}' AND dt <= '{b.isoformat()}'")

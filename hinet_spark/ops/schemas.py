@@ -15,6 +15,8 @@ from pathlib import Path
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
+from hinet_spark.errors import OperatorError
+
 ROLES = ("key", "scenario", "time", "date", "numeric", "categorical", "event")
 
 _TYPES: dict[str, T.DataType] = {
@@ -28,7 +30,7 @@ _TYPES: dict[str, T.DataType] = {
 }
 
 
-class SchemaError(ValueError):
+class SchemaError(OperatorError, ValueError):
     """A DataFrame does not meet its data contract."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from hinet_spark.config import Config
+from hinet_spark.errors import OperatorError
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def log4j_config() -> Path:
     return default_conf_dir() / "log4j2.properties"
 
 
-class DeltaNotConfiguredError(RuntimeError):
+class DeltaNotConfiguredError(OperatorError, RuntimeError):
     """The session a job was given cannot read or write Delta tables."""
 
 

@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import logging
 import math
-import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,46 +30,33 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from hinet_spark import model_refs, plots
 from hinet_spark.config import Config
-from hinet_spark.features.spec import OOV_ID, FeatureSpec, FeatureSpecError
-from hinet_spark.features.transforms import apply_spec, check_exposures, drop_colliding_columns
-from hinet_spark.ops.io import create_table_if_missing, read_table, table_version, write_table
+from hinet_spark.dates import parse_range
+from hinet_spark.errors import OperatorError
 from hinet_spark.features.build import (
     EmptyInputError,
     ReconciliationError,
     numeric_ranges,
-    parse_range,
     spec_path,
 )
+from hinet_spark.features.spec import OOV_ID, FeatureSpec, FeatureSpecError
+from hinet_spark.features.transforms import apply_spec, check_exposures, drop_colliding_columns
+from hinet_spark.model_refs import ModelRef
+from hinet_spark.ops.io import create_table_if_missing, read_table, table_version, write_table
+from hinet_spark.ops.mlflow_store import setup as setup_mlflow
+from hinet_spark.ops.mlflow_store import use_experiment
 from hinet_spark.ops.schemas import load_schema, validate_dataframe, validate_features
 from hinet_spark.serving import WEIGHTS_TAG, file_sha256
-from hinet_spark.lifecycle.tracking import setup as setup_mlflow
-from hinet_spark.lifecycle.tracking import use_experiment
 
 logger = logging.getLogger(__name__)
 
 KEYS = ("exposure_id", "request_id", "user_id", "item_id")
 RESULT_TYPE = T.StructType([T.StructField("p_ctr", T.DoubleType()), T.StructField("p_ctcvr", T.DoubleType())])
-RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-class ScoringError(RuntimeError):
+class ScoringError(OperatorError, RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A model resolved from ``scoring.model``: where it is and what it is called in the scores."""
-
-    uri: str
-    name: str
-    version: str
-    run_id: str
-    source: str = ""  # where the registry says its files are
-
-    def describe(self) -> str:
-        where = f", stored at {self.source}" if self.source else ""
-        return f"model {self.name} version {self.version} ({self.uri}{where})"
 
 
 @dataclass
@@ -100,25 +86,16 @@ def resolve_model(cfg: Config, ref: str | None = None) -> ModelRef:
     """``champion`` (an alias), ``3`` (a version), a run id or ``runs:/<id>/model``."""
     ref = ref or cfg.scoring.model
     name = cfg.mlflow.registered_model
-    client = MlflowClient()
     try:
-        if ref.startswith("runs:/") or RUN_ID.match(ref):
-            uri = ref if ref.startswith("runs:/") else f"runs:/{ref}/model"
-            run_id = uri.split("/")[1]
-            client.get_run(run_id)
-            return ModelRef(uri, name, f"run:{run_id}", run_id)
-        mv = client.get_model_version(name, ref) if ref.isdigit() else client.get_model_version_by_alias(name, ref)
+        return model_refs.resolve(cfg, ref)
     except mlflow.exceptions.MlflowException as exc:
         why = ""
         if ref == "champion":
-            from hinet_spark.lifecycle.promotion import missing_champion
-
             with contextlib.suppress(mlflow.exceptions.MlflowException):
-                why = f"; {missing_champion(cfg)}"
+                why = f"; {model_refs.missing_champion(cfg)}"
         first = (exc.message or "").strip().splitlines()[0][:300] if exc.message else type(exc).__name__
         raise ScoringError(f"scoring.model={ref!r}: no such model in the registry "
                            f"({name!r} at {mlflow.get_registry_uri()}): {first}{why}") from exc
-    return ModelRef(f"models:/{name}/{mv.version}", name, str(mv.version), mv.run_id, str(mv.source or ""))
 
 
 def download_model(ref: ModelRef, dst: str) -> Path:
@@ -235,7 +212,7 @@ def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tup
                                        "the model's hashed features": tuple(spec.hashed)}, "table candidates")
         candidates = drop_colliding_columns(candidates, load_schema("candidates").names, spec.feature_order,
                                             "candidates")
-        ranges = numeric_ranges(spark, cfg)
+        ranges = numeric_ranges(cfg)
         good, bad = check_exposures(candidates, spec.scenarios,
                                     {n: ranges.get(n, (None, None)) for n in spec.numeric}, source="candidates")
         features = apply_spec(good, spec).select(*KEYS, "scenario", "dt", "scenario_idx", *spec.columns).persist()
@@ -335,11 +312,6 @@ def _stats(report: ScoreReport, written: DataFrame, bins: int) -> tuple[dict[str
 
 def _log_run(cfg: Config, report: ScoreReport, hist: dict[str, dict[str, dict]]) -> str:
     """One MLflow run per scoring job, in the experiment ``<mlflow.experiment>-scoring``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     use_experiment(cfg, f"{cfg.mlflow.experiment}-scoring")
     tags = {"job": "score_candidates"}
     if not sum(report.scored.values()):
@@ -368,26 +340,7 @@ def _log_run(cfg: Config, report: ScoreReport, hist: dict[str, dict[str, dict]])
                                        "quarantined": report.quarantined, "oov": report.oov,
                                        "stats": report.stats, "histograms": hist}, indent=2))
         mlflow.log_artifact(str(summary))
-        scen = sorted(hist.get("p_ctr", {}))
-        if scen:
-            fig, axes = plt.subplots(2, len(scen), figsize=(2.8 * len(scen), 5), squeeze=False)
-            for j, task in enumerate(("p_ctr", "p_ctcvr")):
-                for i, s in enumerate(scen):
-                    panel = hist[task].get(s, {"upper": 1.0, "counts": []})
-                    counts, top = panel["counts"], panel["upper"]
-                    width = top / max(len(counts), 1)
-                    ax = axes[j][i]
-                    ax.bar([(k + 0.5) * width for k in range(len(counts))], counts, width=width, color=f"C{j}")
-                    mean = report.stats.get(task, {}).get(s, {}).get("mean")
-                    if mean is not None:
-                        ax.axvline(mean, color="black", linewidth=1, linestyle="--")
-                    ax.set_xlim(0, top)
-                    ax.set_title(f"{task} {s}: n={sum(counts):,}\nmean {mean:.4f} (dashed)", fontsize=8)
-                    ax.tick_params(labelsize=6)
-            fig.suptitle(f"scores {report.date}: each panel 0 to its own 99.9th percentile (last bin holds the rest)",
-                         fontsize=9)
-            fig.tight_layout()
-            fig.savefig(Path(tmp) / "score_histograms.png", dpi=110)
-            plt.close(fig)
-            mlflow.log_artifact(str(Path(tmp) / "score_histograms.png"), artifact_path="plots")
+        drawn = plots.score_histograms(hist, report.stats, report.date, Path(tmp) / "score_histograms.png")
+        if drawn is not None:
+            mlflow.log_artifact(str(drawn), artifact_path="plots")
         return run.info.run_id

@@ -19,8 +19,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from hinet_spark.config import Config
+from hinet_spark.dates import parse_range
+from hinet_spark.features.build import EmptyInputError
 from hinet_spark.ops.io import read_table, table_exists, write_table
-from hinet_spark.features.build import EmptyInputError, parse_range
 
 logger = logging.getLogger(__name__)
 

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from hinet_spark.config import ModelSection, TrainSection
+from hinet_spark.errors import OperatorError
 
 # Settings that may change between the interrupted run and its resumption: more epochs,
 # another patience, where the files go.
 RESUMABLE_CHANGES = ("epochs", "early_stopping_patience", "checkpoint_dir", "petastorm_cache_dir", "progress_seconds")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(OperatorError, RuntimeError):
     """``--resume`` cannot continue from the checkpoint found."""
 
 

@@ -24,6 +24,14 @@ import numpy as np
 import torch
 from pyspark.sql import SparkSession
 
+from hinet_spark.config import Config, ModelSection, TrainSection
+from hinet_spark.errors import OperatorError
+from hinet_spark.evaluation import Evaluation, evaluate
+from hinet_spark.features.build import spec_path
+from hinet_spark.features.spec import FeatureSpec
+from hinet_spark.models import ModelSpec, build_model
+from hinet_spark.models.loss import hinet_loss, scenario_weights
+from hinet_spark.ops.logs import configure, quiet_library_warnings
 from hinet_spark.train.checkpoints import (
     CheckpointError,
     check_resumable,
@@ -32,7 +40,9 @@ from hinet_spark.train.checkpoints import (
     run_dir,
     run_lock,
 )
-from hinet_spark.config import Config, ModelSection, TrainSection
+from hinet_spark.train.distributed import distribution, launch
+from hinet_spark.train.optim import SplitOptimizer, use_sparse
+from hinet_spark.train.reader import ShardStream, read_all, row_groups, shard
 from hinet_spark.train.snapshot import (
     LABELS,
     Snapshot,
@@ -41,22 +51,13 @@ from hinet_spark.train.snapshot import (
     read_snapshot,
     split_dates,
 )
-from hinet_spark.train.distributed import distribution, launch
-from hinet_spark.evaluation import Evaluation, evaluate
-from hinet_spark.features.spec import FeatureSpec
-from hinet_spark.ops.logs import configure, quiet_library_warnings
-from hinet_spark.models import ModelSpec, build_model
-from hinet_spark.models.loss import hinet_loss, scenario_weights
-from hinet_spark.train.optim import SplitOptimizer, use_sparse
-from hinet_spark.train.reader import ShardStream, read_all, row_groups, shard
-from hinet_spark.features.build import spec_path
 
 logger = logging.getLogger(__name__)
 # Workers unpickle their payload with this module: library warnings are filtered there too.
 quiet_library_warnings()
 
 
-class TrainingError(RuntimeError):
+class TrainingError(OperatorError, RuntimeError):
     """Training cannot go on (a NaN loss, a failed worker)."""
 
 

@@ -34,12 +34,14 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from hinet_spark.errors import OperatorError
+
 logger = logging.getLogger(__name__)
 
 Batch = dict[str, np.ndarray]
 
 
-class ShardError(RuntimeError):
+class ShardError(OperatorError, RuntimeError):
     """A worker's shard cannot be read (no row groups for it, a missing file)."""
 
 

@@ -22,7 +22,8 @@ import torch
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from hinet_spark.config import Config
+from hinet_spark.config import Config, layout_dates
+from hinet_spark.errors import OperatorError
 from hinet_spark.features.spec import FeatureSpec, require_same
 from hinet_spark.ops.io import TableNotFoundError, table_exists, table_location, table_version
 from hinet_spark.train.reader import Materialised, materialise
@@ -33,7 +34,7 @@ LABELS = ("label_ctr", "label_ctcvr")
 SPLITS = ("train", "val", "test")
 
 
-class DataError(ValueError):
+class DataError(OperatorError, ValueError):
     """The samples table cannot give the splits a run needs."""
 
 
@@ -57,9 +58,7 @@ def split_dates(cfg: Config) -> dict[str, tuple[str, str]]:
     unset = [k for k in keys if not getattr(t, k)]
     derived: dict[str, tuple[dt.date, dt.date]] = {}
     if unset:
-        from hinet_spark.ingest.synthetic import default_dates
-
-        first, _, _ = default_dates(cfg, "set train." + ", train.".join(unset) + " (or pass --end-date "
+        first, _, _ = layout_dates(cfg, "set train." + ", train.".join(unset) + " (or pass --end-date "
                                     "YYYY-MM-DD to train_hinet: test on that day, validate on the day before, "
                                     "train on the train.window_days before that)")
         start, days = dt.date.fromisoformat(first), cfg.synthetic.days

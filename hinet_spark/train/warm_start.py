@@ -18,27 +18,25 @@ from pathlib import Path
 
 import mlflow
 import torch
-from mlflow.tracking import MlflowClient
 
+from hinet_spark import model_refs
 from hinet_spark.config import Config
+from hinet_spark.errors import OperatorError
 from hinet_spark.features.spec import FeatureSpec
 
 logger = logging.getLogger(__name__)
 
 
-class WarmStartError(ValueError):
+class WarmStartError(OperatorError, ValueError):
     """The model to start from does not match this run's architecture or feature spec."""
 
 
 def resolve(cfg: Config, ref: str) -> str:
     """``champion`` / ``challenger`` (aliases) or a version number -> the version."""
-    client = MlflowClient()
-    name = cfg.mlflow.registered_model
     try:
-        mv = client.get_model_version(name, ref) if ref.isdigit() else client.get_model_version_by_alias(name, ref)
+        return str(model_refs.version(cfg, ref).version)
     except mlflow.exceptions.MlflowException as exc:
-        raise WarmStartError(f"--warm-start {ref}: no such version or alias of {name!r}") from exc
-    return str(mv.version)
+        raise WarmStartError(f"--warm-start {ref}: no such version or alias of {cfg.mlflow.registered_model!r}") from exc
 
 
 def load_state(cfg: Config, ref: str, spec: FeatureSpec, vocab_sizes: tuple[int, ...]) -> tuple[dict, str]:

@@ -1,0 +1,61 @@
+"""Where MLflow keeps this project's runs and models: the tracking and registry URIs, and the
+experiment with its artifact location under ``storage.root`` (the embedded default) or wherever
+the tracking server says (Databricks). Used by training, scoring, evaluation and the tools.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from hinet_spark.config import Config
+from hinet_spark.ops.io import StorageError
+
+
+def tracking_uri(cfg: Config) -> str:
+    if cfg.mlflow.tracking_uri:
+        return cfg.mlflow.tracking_uri
+    return f"sqlite:///{(Path(cfg.storage.root) / 'mlflow.db').resolve()}"
+
+
+def setup(cfg: Config) -> None:
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    mlflow.set_registry_uri(cfg.mlflow.registry_uri or tracking_uri(cfg))
+    use_experiment(cfg, cfg.mlflow.experiment)
+
+
+def artifact_root(cfg: Config) -> str | None:
+    """Where new experiments keep their artifacts: ``mlflow.artifact_root``, or with a local
+    (sqlite or file) store ``<storage.root>/mlflow_artifacts`` (so copying storage.root moves
+    the whole result, and nothing lands in ./mlruns of the working directory). A remote
+    tracking server (Databricks, http) chooses its own."""
+    if cfg.mlflow.artifact_root:
+        return cfg.mlflow.artifact_root
+    if tracking_uri(cfg).split(":", 1)[0] in ("sqlite", "file"):  # a local store: its default is ./mlruns
+        return (Path(cfg.storage.root).resolve() / "mlflow_artifacts").as_uri()
+    return None
+
+
+def use_experiment(cfg: Config, name: str) -> None:
+    """Set the active experiment, creating it with :func:`artifact_root` when new.
+
+    With the local store's default layout, an existing experiment must keep its artifacts
+    under this ``storage.root``: a root copied with ``cp -r`` carries an ``mlflow.db`` whose
+    experiments still point at the original's absolute paths, and its runs would write there.
+    """
+    root = artifact_root(cfg)
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is None:
+        MlflowClient().create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+    elif root is not None and not cfg.mlflow.artifact_root and not cfg.mlflow.tracking_uri:  # the root's own store
+        location = str(exp.artifact_location)
+        if not (location == root or location.startswith(root.rstrip("/") + "/")):
+            raise StorageError(
+                f"MLflow experiment {name!r} ({tracking_uri(cfg)}) keeps its artifacts at {location}, outside this "
+                f"storage.root's {root}: the root was copied from elsewhere (its mlflow.db keeps the original's "
+                "absolute paths), so this run would write into the original. Give the copy its own MLflow store "
+                "(set mlflow.tracking_uri to a new sqlite file, or remove the copy's mlflow.db and mlflow_artifacts), "
+                "or set mlflow.artifact_root to write to that location on purpose")
+    mlflow.set_experiment(name)
