@@ -34,7 +34,7 @@ def main() -> None:
     for n in args.sizes:
         root = Path(args.root) / f"n{n}"
         shutil.rmtree(root, ignore_errors=True)
-        overrides = [f"storage.root={root}", "synthetic.days=1", f"synthetic.exposures_per_day={n}",
+        overrides = [f"storage.root={root}", "synthetic.enabled=true", "synthetic.days=1", f"synthetic.exposures_per_day={n}",
                      "synthetic.candidates_per_day=0", "spark.driver_memory=8g"]
         assert generate_synthetic.main([x for o in overrides for x in ("--set", o)]) == 0
         cfg = load_config(None, overrides)

@@ -98,7 +98,7 @@ def pipeline() -> str:
     from jobs import generate_synthetic
 
     with tempfile.TemporaryDirectory() as root:
-        common = [f"storage.root={root}", "synthetic.days=4", "synthetic.exposures_per_day=20000",
+        common = [f"storage.root={root}", "synthetic.enabled=true", "synthetic.days=4", "synthetic.exposures_per_day=20000",
                   "synthetic.candidates_per_day=1000", "synthetic.calibration_rows_per_scenario=5000",
                   "train.launcher=torch_distributor", "train.num_proc=1", "train.use_gpu=true",
                   "train.batch_size=4096", "train.epochs=2", "train.learning_rate=0.003"]

@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    common = [f"storage.root={args.root}", f"train.launcher={args.launcher}", *args.overrides]
+    common = [f"storage.root={args.root}", "synthetic.enabled=true", f"train.launcher={args.launcher}", *args.overrides]
     before_spark(load_config(None, common))
     t0, auc0 = run("before", [*common, *BEFORE])
     t1, auc1 = run("after", common)

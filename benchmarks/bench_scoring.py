@@ -46,7 +46,7 @@ DATE = "2026-01-03"
 
 
 def overrides(root: Path, rows: int, model_root: Path) -> list[str]:
-    return [f"storage.root={root}", "synthetic.days=2", "synthetic.exposures_per_day=20000",
+    return [f"storage.root={root}", "synthetic.enabled=true", "synthetic.days=2", "synthetic.exposures_per_day=20000",
             f"synthetic.candidates_per_day={rows}", "synthetic.calibration_rows_per_scenario=5000",
             "train.launcher=local", "train.epochs=1", "train.max_steps_per_epoch=30",
             "train.train_start=2026-01-01", "train.train_end=2026-01-01", "train.val_start=2026-01-02",

@@ -150,7 +150,7 @@ def end_to_end(quick: bool, batch: int) -> float:
 
     per_day = 40_000 if quick else 150_000
     with tempfile.TemporaryDirectory() as root:
-        common = [f"storage.root={root}", "synthetic.days=5", "synthetic.n_users=5000", f"synthetic.exposures_per_day={per_day}",
+        common = [f"storage.root={root}", "synthetic.enabled=true", "synthetic.days=5", "synthetic.n_users=5000", f"synthetic.exposures_per_day={per_day}",
                   "synthetic.candidates_per_day=1000", "synthetic.calibration_rows_per_scenario=5000",
                   f"train.batch_size={batch}", "train.epochs=1", "train.validations_per_epoch=4",
                   "train.early_stopping_patience=5", "train.launcher=horovod", "train.num_proc=2"]

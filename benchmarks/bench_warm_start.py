@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--exposures", type=int, default=20000)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    base = [f"storage.root={args.root}", f"synthetic.days={args.days}", f"synthetic.exposures_per_day={args.exposures}",
+    base = [f"storage.root={args.root}", "synthetic.enabled=true", f"synthetic.days={args.days}", f"synthetic.exposures_per_day={args.exposures}",
             "synthetic.candidates_per_day=1000", "train.launcher=local", f"train.window_days={args.window}",
             "mlflow.promote=false", "mlflow.registered_model=hinet-warm-bench"]
     assert generate_synthetic.main([x for o in base for x in ("--set", o)]) == 0

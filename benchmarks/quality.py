@@ -45,7 +45,7 @@ MARK_START, MARK_END = "<!-- quality:start -->", "<!-- quality:end -->"
 
 def data_overrides(args: argparse.Namespace) -> list[str]:
     last = args.days
-    return [f"storage.root={args.root}", f"synthetic.days={args.days}",
+    return [f"storage.root={args.root}", "synthetic.enabled=true", f"synthetic.days={args.days}",
             f"synthetic.exposures_per_day={args.rows_per_day}", "synthetic.candidates_per_day=0",
             "synthetic.calibration_rows_per_scenario=10000",
             f"train.val_start=2026-01-{last - 1:02d}", f"train.val_end=2026-01-{last - 1:02d}",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-TASKS = ("ctr", "ctcvr")
+from hinet_spark.tasks import TASKS
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float | None:

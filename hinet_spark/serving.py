@@ -39,6 +39,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from hinet_spark.features.spec import FeatureSpec
+from hinet_spark.tasks import SCORES
 
 # What loading and predicting import; pinned to the versions of the environment that trained.
 RUNTIME_PACKAGES = ("torch", "numpy", "pandas", "mlflow", "cloudpickle", "pyyaml")
@@ -86,7 +87,7 @@ class HiNetPyfunc(mlflow.pyfunc.PythonModel):
         scen = torch.as_tensor(model_input["scenario_idx"].to_numpy(dtype=np.int64), device=self.device)
         with torch.no_grad():
             probs = torch.sigmoid(self.model(ids, scen)).cpu().numpy().astype(np.float64)
-        return pd.DataFrame({"p_ctr": probs[:, 0], "p_ctcvr": probs[:, 1]})
+        return pd.DataFrame({c: probs[:, j] for j, c in enumerate(SCORES)})
 
 
 def _spark_task() -> Any:
@@ -99,7 +100,7 @@ def _spark_task() -> Any:
 
 def signature(spec: FeatureSpec) -> ModelSignature:
     inputs = Schema([ColSpec("integer", c) for c in (*spec.columns, "scenario_idx")])
-    outputs = Schema([ColSpec("double", "p_ctr"), ColSpec("double", "p_ctcvr")])
+    outputs = Schema([ColSpec("double", c) for c in SCORES])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 

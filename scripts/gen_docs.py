@@ -53,16 +53,22 @@ def _range(c) -> str:
 def _comments(base: Path) -> dict[str, str]:
     """``section.key -> comment`` from the trailing comments of conf/base.yaml."""
     out: dict[str, str] = {}
-    section = ""
+    section, last = "", None
     for line in base.read_text().splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
         indent = len(line) - len(line.lstrip())
+        if line.lstrip().startswith("#"):
+            if last and indent > 2:  # a comment continued on the next line, under the first
+                out[last] += " " + line.split("#", 1)[1].strip()
+            continue
+        last = None
+        if not line.strip():
+            continue
         key = line.strip().split(":", 1)[0]
         if indent == 0:
             section = key
         elif indent == 2 and "#" in line:
-            out[f"{section}.{key}"] = line.split("#", 1)[1].strip()
+            last = f"{section}.{key}"
+            out[last] = line.split("#", 1)[1].strip()
     return out
 
 
@@ -80,7 +86,7 @@ def render_config() -> str:
     lines = [
         "# Configuration reference",
         "",
-        "Generated from the config dataclasses (`hinet_spark/config.py`) and the comments of",
+        "Generated from the config dataclasses (`hinet_spark/config/sections.py`) and the comments of",
         "`conf/base.yaml` by `scripts/gen_docs.py`; do not edit by hand.",
         "",
         "A job's configuration is `conf/base.yaml`, then the file given with `--conf`",

@@ -24,9 +24,11 @@ def spark(spark_root):
 
 @pytest.fixture()
 def cfg_factory(tmp_path):
-    """A Config whose tables live under this test's temp dir, plus extra overrides."""
+    """A Config whose tables live under this test's temp dir, plus extra overrides. Like the
+    embedded default (conf/local.yaml) it says the tables are the generator's
+    (``synthetic.enabled=true``); a test of real logs passes ``synthetic.enabled=false``."""
 
     def make(*overrides: str):
-        return load_config(None, [f"storage.root={tmp_path / 'data'}", *overrides])
+        return load_config(None, [f"storage.root={tmp_path / 'data'}", "synthetic.enabled=true", *overrides])
 
     return make

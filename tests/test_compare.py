@@ -52,7 +52,7 @@ def test_grid_points_are_checked_before_any_training():
 @pytest.mark.slow
 def test_compare_models_end_to_end(spark, tmp_path, capfd):
     root = tmp_path / "data"
-    data = [f"storage.root={root}", "synthetic.days=4", "synthetic.exposures_per_day=6000",
+    data = [f"storage.root={root}", "synthetic.enabled=true", "synthetic.days=4", "synthetic.exposures_per_day=6000",
             "synthetic.candidates_per_day=0", "synthetic.calibration_rows_per_scenario=2000"]
     assert generate_synthetic.main([x for o in data for x in ("--set", o)]) == 0
     build_samples(spark, load_config(None, data), "2026-01-01", "2026-01-04")

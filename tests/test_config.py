@@ -82,7 +82,7 @@ def test_a_config_for_real_logs_needs_no_synthetic_block(tmp_path):
     from hinet_spark.train.snapshot import split_dates
 
     with pytest.raises(ConfigError, match=r"no dates given: pass --date YYYY-MM-DD, or --start-date and "
-                                          r"--end-date\. .*no oracle table at"):
+                                          r"--end-date\. .*only when synthetic\.enabled is true"):
         build_features.resolve_range(build_features.parse_args(["--conf", str(env)]), cfg)
     with pytest.raises(ConfigError, match=r"no dates given: set train\.train_start, train\.train_end, .* "
                                           r"\(or pass --end-date YYYY-MM-DD to train_hinet"):
@@ -123,3 +123,50 @@ def test_numeric_ranges_name_numeric_features():
         load_config(None, ["features.numeric_ranges={colour: [0, 1]}"])
     with pytest.raises(ConfigError, match=r"features\.numeric_ranges\.price: min 5.0 is above max 1.0"):
         load_config(None, ["features.numeric_ranges={price: [5, 1]}"])
+
+
+def test_base_yaml_and_the_dataclass_defaults_agree():
+    # the defaults are written twice (conf/base.yaml for operators, the dataclasses for code);
+    # this holds them to each other
+    from hinet_spark.config import Config
+
+    assert load_config(None) == Config()
+
+
+def test_model_names_are_the_registry_s():
+    from hinet_spark.config import MODEL_NAMES
+    from hinet_spark.models.registry import MODELS
+
+    assert tuple(MODELS) == MODEL_NAMES
+    with pytest.raises(ConfigError, match=r"model\.name: expected hinet, .* or star, got 'hinett' \(from --set"):
+        load_config(None, ["model.name=hinett"])
+
+
+def test_declared_rules_name_the_key_the_bound_and_the_source(tmp_path):
+    env = tmp_path / "env.yaml"
+    env.write_text("train:\n  launcher: yarn\n")
+    with pytest.raises(ConfigError, match=r"train\.launcher: expected horovod, torch_distributor or local, got "
+                                          rf"'yarn' \(from {env}\)"):
+        load_config(env)
+    with pytest.raises(ConfigError, match=r"features\.quantile_relative_error: must be in \[0\.0, 0\.5\), got 0\.5"):
+        load_config(None, ["features.quantile_relative_error=0.5"])
+    with pytest.raises(ConfigError, match=r"mlflow\.min_positives: must be >= 1, got 0 \(from --set"):
+        load_config(None, ["mlflow.min_positives=0"])
+    with pytest.raises(ConfigError, match=r"model\.tower_hidden: must be a non-empty list of positive widths"):
+        load_config(None, ["model.tower_hidden=[]"])
+    with pytest.raises(ConfigError, match=r"train\.val_start: expected a date YYYY-MM-DD, got '2026-13-01'"):
+        load_config(None, ["train.val_start='2026-13-01'"])
+    assert load_config(None, ["train.val_every_steps=null"]).train.val_every_steps is None
+
+
+def test_synthetic_tables_are_said_by_the_config_not_found_by_looking(tmp_path, capfd):
+    from hinet_spark.jobs import generate_synthetic, import_logs
+
+    root = f"storage.root={tmp_path / 'data'}"
+    assert generate_synthetic.main(["--set", root]) == 1  # base.yaml: synthetic.enabled false
+    assert "synthetic.enabled is false: this config is for real logs" in capfd.readouterr().err
+    assert not (tmp_path / "data").exists()
+    mapping = tmp_path / "m.yaml"
+    assert import_logs.main(["--set", root, "--set", "synthetic.enabled=true", "--mapping", str(mapping),
+                             "--date", "2026-01-01"]) == 1
+    assert "synthetic.enabled is true: this config says the tables are generate_synthetic's" in capfd.readouterr().err

@@ -29,7 +29,7 @@ from jobs import evaluate_scores, generate_synthetic
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["synthetic.days=4", "synthetic.exposures_per_day=20000", "synthetic.candidates_per_day=1000",
+SMALL = ["synthetic.enabled=true", "synthetic.days=4", "synthetic.exposures_per_day=20000", "synthetic.candidates_per_day=1000",
          "synthetic.calibration_rows_per_scenario=5000", "train.batch_size=512", "train.launcher=local",
          "model.sei_hidden=[32, 16]", "model.cgc_hidden=[32, 16]", "model.tower_hidden=[16]",
          "model.embedding_dim=8", "features.numeric_buckets=8", "mlflow.min_positives=100",

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from hinet_spark.config import ConfigError, load_config
-from hinet_spark.features.build import build_samples, spec_archive, spec_path
+from hinet_spark.features.build import build_samples, numeric_ranges, spec_archive, spec_path
 from hinet_spark.features.spec import FeatureSpec, FeatureSpecError
 from hinet_spark.features.transforms import check_exposures
 from hinet_spark.ops.io import (
@@ -384,7 +384,7 @@ def test_resume_refuses_finished_or_foreign_checkpoints(tmp_path):
 # 3, 9 as an operator sees them: real job processes, a storage.root with a space
 # --------------------------------------------------------------------------------------
 
-TINY = ["synthetic.days=2", "synthetic.exposures_per_day=500", "synthetic.candidates_per_day=100",
+TINY = ["synthetic.enabled=true", "synthetic.days=2", "synthetic.exposures_per_day=500", "synthetic.candidates_per_day=100",
         "synthetic.calibration_rows_per_scenario=1000"]
 
 
@@ -507,3 +507,21 @@ def test_yaml_alias_bombs_are_refused_and_long_values_clipped(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(None, ["train.batch_size=" + "9x" * 362])
     assert len(str(err.value)) < 400 and "... (726 characters)" in str(err.value), err.value
+
+
+def test_an_oracle_table_under_the_root_does_not_make_real_logs_synthetic(spark, cfg_factory):
+    # a root that once held generate_synthetic's tables (its oracle is still there) now holds
+    # real logs: only the real config's ranges apply (synthetic.enabled is false, the default),
+    # whatever tables the root holds; the synthetic layout's own ranges only when the config says so
+    real = cfg_factory("synthetic.enabled=false", "features.min_count=1", "features.numeric_buckets=4",
+                       "features.quantile_relative_error=0.0", "features.numeric_ranges={item_rating: [0, 10]}")
+    write_table(spark.createDataFrame([("x", 0.1, 0.01, D1)], "exposure_id string, p_ctr double, p_ctcvr double, "
+                                      "dt date"), real, "oracle", partition_by=["dt"])
+    write_raw(spark, real, [exposure("ok"), exposure("hot", hour_of_day=99), exposure("eight", item_rating=8.0),
+                            exposure("eleven", item_rating=11.0)], [], [])
+    build_samples(spark, real, "2026-01-01", "2026-01-01")
+    assert _rows(spark, real, "quarantine", ("reason", "exposure_id")) == [("out_of_range:item_rating", "eleven")]
+    synthetic = dataclasses.replace(real, synthetic=dataclasses.replace(real.synthetic, enabled=True))
+    assert numeric_ranges(synthetic)["hour_of_day"] == (0, 23)  # schemas/synthetic_exposures.json
+    assert numeric_ranges(real)["hour_of_day"] == (None, None)
+    assert numeric_ranges(synthetic)["item_rating"] == (0, 10)  # the config's own range wins over the layout's

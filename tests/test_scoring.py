@@ -32,7 +32,7 @@ from jobs import score_candidates as score_job
 pytestmark = pytest.mark.slow
 
 DATE = "2026-01-04"  # the candidates day of a 3-day synthetic log
-SMALL = ["synthetic.days=3", "synthetic.exposures_per_day=8000", "synthetic.candidates_per_day=3000",
+SMALL = ["synthetic.enabled=true", "synthetic.days=3", "synthetic.exposures_per_day=8000", "synthetic.candidates_per_day=3000",
          "synthetic.calibration_rows_per_scenario=3000", "train.launcher=local", "train.epochs=1",
          "train.batch_size=256", "train.max_steps_per_epoch=20", "model.sei_hidden=[16]",
          "model.cgc_hidden=[16]", "model.tower_hidden=[8]", "model.embedding_dim=4", "model.sei_experts=2",

@@ -25,6 +25,7 @@ TINY = """\
 storage:
   root: {root}
 synthetic:
+  enabled: true
   days: 4
   exposures_per_day: 6000
   candidates_per_day: 1500

@@ -25,7 +25,7 @@ N = 250_000
 @pytest.fixture(scope="module")
 def generated(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
-    overrides = [f"storage.root={root}", "synthetic.days=1", f"synthetic.exposures_per_day={N}",
+    overrides = [f"storage.root={root}", "synthetic.enabled=true", "synthetic.days=1", f"synthetic.exposures_per_day={N}",
                  "synthetic.candidates_per_day=5000"]
     argv = [x for o in overrides for x in ("--set", o)]
     assert generate_synthetic.main(argv) == 0

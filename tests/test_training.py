@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 HAS_HOROVOD = importlib.util.find_spec("horovod") is not None
 LAUNCHER = "horovod" if HAS_HOROVOD else "torch_distributor"
 
-SMALL = ["synthetic.days=4", "synthetic.exposures_per_day=20000", "synthetic.candidates_per_day=2000",
+SMALL = ["synthetic.enabled=true", "synthetic.days=4", "synthetic.exposures_per_day=20000", "synthetic.candidates_per_day=2000",
          "synthetic.calibration_rows_per_scenario=5000", "train.batch_size=512", "train.epochs=2",
          "train.validations_per_epoch=1",
          "model.sei_hidden=[32, 16]", "model.cgc_hidden=[32, 16]", "model.tower_hidden=[16]",

@@ -157,13 +157,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
+def shipped_dir(folder: str, marker: str) -> Path:
+    """``<folder>/`` of the checkout (where it holds ``marker``), or the copy shipped inside
+    the wheel (``hinet_spark/resources``, scripts/build_wheel.sh)."""
+    package = Path(__file__).resolve().parents[1]  # hinet_spark/
+    repo = package.parent / folder
+    return repo if (repo / marker).is_file() else package / "resources"
+
+
 def default_conf_dir() -> Path:
     """``conf/`` of the checkout, or the copy shipped inside the wheel."""
-    package = Path(__file__).resolve().parents[1]  # hinet_spark/
-    repo_conf = package.parent / "conf"
-    if (repo_conf / "base.yaml").is_file():
-        return repo_conf
-    return package / "resources"
+    return shipped_dir("conf", "base.yaml")
 
 
 def load_config(env_file: str | Path | None = None, overrides: Sequence[str] = (),

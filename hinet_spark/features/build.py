@@ -50,12 +50,12 @@ from hinet_spark.ops.io import (
 )
 from hinet_spark.ops.schemas import load_schema, validate_dataframe, validate_features
 from hinet_spark.ops.summary import table
+from hinet_spark.tasks import LABELS
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_KEYS = ("exposure_id", "request_id", "user_id", "item_id", "scenario", "scenario_idx",
                "event_time", "dt")
-LABELS = ("label_ctr", "label_ctcvr")
 
 
 class EmptyInputError(OperatorError, ValueError):

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 
 from hinet_spark.config import FeaturesSection
 from hinet_spark.features.spec import FIRST_ID, NULL_ID, OOV_ID, FeatureSpec
+from hinet_spark.tasks import LABELS
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ QUARANTINE_COLUMNS = ("source", "reason", "exposure_id", "record", "dt")
 
 # Columns the pipeline adds to the rows it reads; a raw column of the same name would make
 # every later reference ambiguous.
-PIPELINE_COLUMNS = ("label_ctr", "label_ctcvr", "scenario_idx", "spec_hash")
+PIPELINE_COLUMNS = (*LABELS, "scenario_idx", "spec_hash")
 
 
 def drop_colliding_columns(df: DataFrame, contract: Sequence[str], features: Sequence[str],

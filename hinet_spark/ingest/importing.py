@@ -55,6 +55,7 @@ from hinet_spark.ops.io import (
 )
 from hinet_spark.ops.schemas import load_schema
 from hinet_spark.ops.summary import table
+from hinet_spark.tasks import LABELS
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ _LAST_SECOND = 253_402_300_799  # 9999-12-31 23:59:59: beyond it a conversion ov
 TOP_KEYS = {*SOURCES, "scenarios", "time_zone", "source"}
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # names a kept feature may not take: what the pipeline adds to the rows it reads and writes
-PIPELINE_NAMES = {"source", "label_ctr", "label_ctcvr", "scenario_idx", "spec_hash", "reason", "record"}
+PIPELINE_NAMES = {"source", *LABELS, "scenario_idx", "spec_hash", "reason", "record"}
 
 
 class MappingError(OperatorError, ValueError):

@@ -1,6 +1,6 @@
 """Import your logs, in your own layout, into the raw tables through a mapping file.
 
-    spark-submit jobs/import_logs.py --conf conf/local.yaml --mapping conf/mappings/shop_logs.yaml \
+    spark-submit jobs/import_logs.py --conf conf/shop.yaml --mapping conf/mappings/shop_logs.yaml \
         --start-date 2026-01-01 --end-date 2026-01-08
 
 Inputs: your exposures, clicks and orders (and candidates), from any Spark source the mapping

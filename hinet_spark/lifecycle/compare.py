@@ -28,9 +28,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from hinet_spark.config import Config, ConfigError, load_config
-from hinet_spark.evaluation import TASKS, auc
+from hinet_spark.evaluation import auc
 from hinet_spark.models.registry import MODELS
 from hinet_spark.ops.io import read_table, table_exists
+from hinet_spark.tasks import LABELS, SCORES, TASKS
 from hinet_spark.train.loop import fit
 
 logger = logging.getLogger(__name__)
@@ -162,9 +163,9 @@ def _frame(spark: SparkSession, cfg: Config, models: list[str]) -> Comparison:
     rows = {s: int(by[s]["n"]) if s in by else 0 for s in names}
     positives = {t: {s: int(by[s][t] or 0) if s in by else 0 for s in names} for t in TASKS}
     oracle = None
-    if table_exists(spark, cfg, "oracle"):
-        pdf = test.select("exposure_id", "scenario", "label_ctr", "label_ctcvr").join(
-            read_table(spark, cfg, "oracle").select("exposure_id", "p_ctr", "p_ctcvr"), "exposure_id").toPandas()
+    if cfg.synthetic.enabled and table_exists(spark, cfg, "oracle"):  # the config says the tables are synthetic
+        pdf = test.select("exposure_id", "scenario", *LABELS).join(
+            read_table(spark, cfg, "oracle").select("exposure_id", *SCORES), "exposure_id").toPandas()
         oracle = {t: {s: auc(g[f"label_{t}"].to_numpy(), g[f"p_{t}"].to_numpy()) for s, g in pdf.groupby("scenario")}
                   for t in TASKS}
     return Comparison(models, names, dates, rows, positives, oracle=oracle)

@@ -34,12 +34,13 @@ from pyspark.sql import functions as F
 
 from hinet_spark.config import Config
 from hinet_spark.errors import OperatorError
-from hinet_spark.evaluation import TASKS, Evaluation, evaluate
+from hinet_spark.evaluation import Evaluation, evaluate
 from hinet_spark.features.spec import FeatureSpec
 from hinet_spark.features.transforms import apply_spec
 from hinet_spark.model_refs import HISTORY_TAG, existing_versions, history
 from hinet_spark.model_refs import champion as current_champion
 from hinet_spark.ops.io import read_table, table_location
+from hinet_spark.tasks import LABELS, SCORES, TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def _split_rows(spark: SparkSession, cfg: Config, samples_version: int, dates: t
     n = rows.count()
     if n > max_rows:  # the same seeded sample for both models
         rows = rows.sample(fraction=min(1.0, 1.05 * max_rows / n), seed=seed).limit(max_rows)
-    return rows.select("exposure_id", "dt", "scenario", "scenario_idx", "label_ctr", "label_ctcvr", *columns)
+    return rows.select("exposure_id", "dt", "scenario", "scenario_idx", *LABELS, *columns)
 
 
 def compare(spark: SparkSession, cfg: Config, result: Any, champion_uri: str, champion_version: str,
@@ -112,8 +113,8 @@ def compare(spark: SparkSession, cfg: Config, result: Any, champion_uri: str, ch
         champ_cols = [c + "_champ" if c in result.feature_spec.columns else c for c in champ_spec.columns]
         champ_in = frame[champ_cols].set_axis(champ_spec.columns, axis=1).astype("int32")
         champ_in["scenario_idx"] = frame["_champ_idx"].astype("int32")
-        champ_probs = model.predict(champ_in)[["p_ctr", "p_ctcvr"]].to_numpy()
-    data = {c: frame[c].to_numpy() for c in ("scenario_idx", "label_ctr", "label_ctcvr", *result.feature_spec.columns)}
+        champ_probs = model.predict(champ_in)[list(SCORES)].to_numpy()
+    data = {c: frame[c].to_numpy() for c in ("scenario_idx", *LABELS, *result.feature_spec.columns)}
     scen, labels, mine_probs = predict_arrays(result.model, data, list(result.feature_spec.columns),
                                               torch.device("cpu"))
     return Comparison(split, len(frame), evaluate(scen, labels, mine_probs, names),

@@ -15,6 +15,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
+from hinet_spark.config.loading import shipped_dir
 from hinet_spark.errors import OperatorError
 
 ROLES = ("key", "scenario", "time", "date", "numeric", "categorical", "event")
@@ -76,11 +77,7 @@ class TableSchema:
 
 def schemas_dir() -> Path:
     """``schemas/`` of the checkout, or the copy shipped inside the wheel."""
-    package = Path(__file__).resolve().parents[1]  # hinet_spark/
-    repo = package.parent / "schemas"
-    if (repo / "candidates.json").is_file():
-        return repo
-    return package / "resources"
+    return shipped_dir("schemas", "candidates.json")
 
 
 @lru_cache(maxsize=None)

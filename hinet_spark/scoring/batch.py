@@ -48,11 +48,12 @@ from hinet_spark.ops.mlflow_store import setup as setup_mlflow
 from hinet_spark.ops.mlflow_store import use_experiment
 from hinet_spark.ops.schemas import load_schema, validate_dataframe, validate_features
 from hinet_spark.serving import WEIGHTS_TAG, file_sha256
+from hinet_spark.tasks import SCORES
 
 logger = logging.getLogger(__name__)
 
 KEYS = ("exposure_id", "request_id", "user_id", "item_id")
-RESULT_TYPE = T.StructType([T.StructField("p_ctr", T.DoubleType()), T.StructField("p_ctcvr", T.DoubleType())])
+RESULT_TYPE = T.StructType([T.StructField(c, T.DoubleType()) for c in SCORES])
 
 
 class ScoringError(OperatorError, RuntimeError):
@@ -241,7 +242,7 @@ def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tup
                             cfg.spark.rows_per_task)
                 scores = features.repartition(tasks).withColumn(
                     "_p", udf(F.struct(*spec.columns, "scenario_idx"))).select(
-                    *KEYS, "scenario", "dt", F.col("_p.p_ctr").alias("p_ctr"), F.col("_p.p_ctcvr").alias("p_ctcvr"),
+                    *KEYS, "scenario", "dt", *(F.col(f"_p.{c}").alias(c) for c in SCORES),
                     F.lit(ref.name).alias("model_name"), F.lit(ref.version).alias("model_version"),
                     F.lit(scored_at).cast("timestamp").alias("scored_at"))
             # the first write creates the table with the contract's schema: NOT NULL keys and scores
@@ -285,14 +286,14 @@ def _stats(report: ScoreReport, written: DataFrame, bins: int) -> tuple[dict[str
     task x scenario, a histogram over that panel's own range [0, p99.9] (rows above it fall in
     the last bin), so a CTCVR panel with scores near 0.005 is not one bar at 0."""
     aggs = [F.count("*").alias("_n")]
-    for task in ("p_ctr", "p_ctcvr"):
+    for task in SCORES:
         aggs += [F.mean(task).alias(f"{task}|mean"), F.max(task).alias(f"{task}|max"),
                  F.percentile_approx(task, [0.5, 0.99, 0.999], 10000).alias(f"{task}|q")]
     held, upper = {}, {}
     for r in written.groupBy("scenario").agg(*aggs).collect():
         s = str(r["scenario"])
         held[s] = int(r["_n"])
-        for task in ("p_ctr", "p_ctcvr"):
+        for task in SCORES:
             q = r[f"{task}|q"]
             report.stats.setdefault(task, {})[s] = {"mean": float(r[f"{task}|mean"]), "p50": float(q[0]),
                                                     "p99": float(q[1])}
@@ -300,7 +301,7 @@ def _stats(report: ScoreReport, written: DataFrame, bins: int) -> tuple[dict[str
     hist: dict[str, dict[str, dict]] = {}
     if not upper:  # nothing scored: no histogram
         return held, hist
-    for task in ("p_ctr", "p_ctcvr"):
+    for task in SCORES:
         top = F.create_map(*[x for (t, s), u in upper.items() if t == task for x in (F.lit(s), F.lit(u))])
         b = F.least(F.floor(F.col(task) / top[F.col("scenario")] * bins), F.lit(bins - 1)).cast("int")
         for r in written.groupBy("scenario", b.alias("b")).count().collect():

@@ -22,10 +22,12 @@ from hinet_spark.config import Config
 from hinet_spark.dates import parse_range
 from hinet_spark.features.build import EmptyInputError
 from hinet_spark.ops.io import read_table, table_exists, write_table
+from hinet_spark.tasks import LABELS, SCORES
+from hinet_spark.tasks import TASKS as TASK_NAMES
 
 logger = logging.getLogger(__name__)
 
-TASKS = (("ctr", "p_ctr", "label_ctr"), ("ctcvr", "p_ctcvr", "label_ctcvr"))
+TASKS = tuple(zip(TASK_NAMES, SCORES, LABELS))  # (task, score column, label column)
 EPS = 1e-7
 
 SCHEMA = T.StructType([
@@ -65,7 +67,7 @@ def labeled_scores(spark: SparkSession, cfg: Config, date: str) -> tuple[DataFra
     if not samples.limit(1).count():
         raise EmptyInputError(f"samples has no labels dated {date}: run build_features --date {date} once its "
                               "click and order windows have closed")
-    labels = samples.select("exposure_id", "label_ctr", "label_ctcvr", F.lit(True).alias("_labeled"))
+    labels = samples.select("exposure_id", *LABELS, F.lit(True).alias("_labeled"))
     joined = scores.join(labels, "exposure_id", "left")
     counts = joined.groupBy("scenario").agg(F.sum(F.col("_labeled").isNull().cast("long")).alias("u")).collect()
     unlabeled = {r["scenario"]: int(r["u"]) for r in counts}

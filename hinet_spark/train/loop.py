@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +213,111 @@ def train_worker(p: Payload) -> dict | None:
         raise
 
 
+@dataclass
+class RunState:
+    """What a worker carries from one validation to the next, and what a checkpoint holds
+    besides the model and optimizer (the one place its keys are spelled)."""
+
+    epoch: int = 0  # the epoch being trained (after a resume: the one after the checkpoint's)
+    best: float = -math.inf  # best validation mean AUC so far
+    bad: int = 0  # validations since the best one
+    history: list[dict] = field(default_factory=list)
+    best_state: dict | None = None  # rank 0: the model's weights at the best validation
+
+    def improve(self, val_auc: float, model: torch.nn.Module, rank: int) -> bool:
+        """Record a validation; True when it is the best so far (rank 0 keeps the weights)."""
+        if val_auc > self.best:
+            self.best, self.bad = val_auc, 0
+            if rank == 0:
+                self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            return True
+        self.bad += 1
+        return False
+
+    def save(self, path: Path, model: torch.nn.Module, opt: SplitOptimizer, fingerprint: str,
+             completed: bool = False) -> None:
+        """This epoch's checkpoint, written atomically (a kill never leaves half a file)."""
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": self.epoch, "best": self.best,
+                 "bad_validations": self.bad, "history": self.history, "best_state": self.best_state,
+                 "fingerprint": fingerprint, "completed": completed}
+        _save_latest(state, path)
+
+    @classmethod
+    def restore(cls, path: Path, model: torch.nn.Module, opt: SplitOptimizer, device: torch.device) -> RunState:
+        """Load a checkpoint into ``model`` and ``opt``; the state resumes after its epoch."""
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        return cls(ckpt["epoch"] + 1, ckpt["best"], ckpt["bad_validations"], ckpt["history"], ckpt["best_state"])
+
+
+def _resume(p: Payload, model: torch.nn.Module, opt: SplitOptimizer, device: torch.device, rank: int) -> RunState:
+    latest = Path(p.checkpoint_dir) / "latest.pt"
+    if not p.resume:
+        return RunState()
+    if not latest.is_file():
+        raise TrainingError(f"--resume: no checkpoint at {latest}")
+    state = RunState.restore(latest, model, opt, device)
+    if rank == 0:
+        logger.info("resuming after epoch %d (best validation mean AUC %.4f)", state.epoch - 1, state.best)
+    return state
+
+
+class _LossExchange:
+    """The training loss, summed where it is (no per-step host sync, no per-step allreduce)
+    and exchanged every LOSS_SYNC_STEPS steps and at validation points: there every rank
+    learns of a non-finite loss on any rank and all stop together (no rank is left waiting in
+    a collective). ``last`` is the latest exchanged mean, what the progress line shows."""
+
+    def __init__(self, dist: Any, device: torch.device, learning_rate: float) -> None:
+        self.dist, self.learning_rate = dist, learning_rate
+        self.local = torch.zeros((), dtype=torch.float64, device=device)
+        self.nonfinite = torch.zeros((), device=device)
+        self.unsynced, self.total, self.steps, self.last = 0, 0.0, 0, math.nan
+
+    def add(self, loss: torch.Tensor) -> None:
+        lost = loss.detach()
+        finite = torch.isfinite(lost)
+        self.local += torch.where(finite, lost, torch.zeros_like(lost))
+        self.nonfinite += (~finite).float()
+        self.unsynced += 1
+
+    def exchange(self, epoch: int, step: int) -> None:
+        total, nonfinite = self.dist.means([float(self.local), float(self.nonfinite)])
+        if nonfinite > 0 or not math.isfinite(total):
+            raise TrainingError(
+                f"the loss was not finite in {round(nonfinite * self.dist.size)} of the last "
+                f"{self.unsynced * self.dist.size} steps of all ranks (epoch {epoch}, up to step {step + 1}): stopping "
+                f"(a learning rate too high? train.learning_rate is {self.learning_rate})")
+        self.total, self.steps = self.total + total, self.steps + self.unsynced
+        self.last = self.total / self.steps
+        self.local.zero_()
+        self.nonfinite.zero_()
+        self.unsynced = 0
+
+    def segment(self) -> float:
+        """The mean loss since the last validation; starts the next segment."""
+        mean = self.total / self.steps if self.steps else math.nan
+        self.total, self.steps = 0.0, 0
+        return mean
+
+
+def _validate(p: Payload, model: torch.nn.Module, dist: Any, device: torch.device, progress: _Progress | None,
+              epoch: int, step: int) -> float:
+    """Validation mean AUC, computed on rank 0 and shared. The other ranks wait in
+    ``dist.share``, which every rank reaches at the same step (the steps and their validation
+    points are computed identically everywhere), so it cannot deadlock."""
+    val_auc = None
+    if dist.rank == 0:
+        began = time.perf_counter()
+        val_auc = evaluate(*predict_arrays(model, p.val_data, list(p.feature_columns), device), p.scenario_names).mean_auc
+        progress.validated(time.perf_counter() - began)
+    val_auc = dist.share(val_auc)
+    if val_auc is None:
+        raise TrainingError(f"epoch {epoch}, step {step}: validation mean AUC undefined (constant labels)")
+    return val_auc
+
+
 def _train(p: Payload) -> dict | None:
     t = p.train
     dist = distribution(t.launcher, t.use_gpu)
@@ -220,25 +325,12 @@ def _train(p: Payload) -> dict | None:
     torch.set_num_threads(t.threads_per_worker)
     torch.manual_seed(t.seed)
     device = _device(t.use_gpu, rank)
-    spec = ModelSpec(p.model, p.vocab_sizes, len(p.scenario_names))
-    model = build_model(spec).to(device)
+    model = build_model(ModelSpec(p.model, p.vocab_sizes, len(p.scenario_names))).to(device)
     if p.init_state is not None:
         model.load_state_dict(p.init_state)  # checked on the driver: same architecture and spec
     opt = SplitOptimizer(model, t.learning_rate, use_sparse(t.sparse_embeddings, t.launcher, t.use_gpu),
                          t.weight_decay)
-    ckpt_dir = Path(p.checkpoint_dir)
-    start_epoch, best, bad, history, best_state = 0, -math.inf, 0, [], None
-    latest = ckpt_dir / "latest.pt"
-    if p.resume:
-        if not latest.is_file():
-            raise TrainingError(f"--resume: no checkpoint at {latest}")
-        ckpt = torch.load(latest, map_location=device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        start_epoch, best, bad = ckpt["epoch"] + 1, ckpt["best"], ckpt["bad_validations"]
-        history, best_state = ckpt["history"], ckpt["best_state"]
-        if rank == 0:
-            logger.info("resuming after epoch %d (best validation mean AUC %.4f)", ckpt["epoch"], best)
+    run = _resume(p, model, opt, device, rank)
     dist.broadcast_state(model, opt.dense)  # (every rank loaded the same checkpoint, if any)
     net = dist.wrap_model(model)
     dist.wrap_optimizer(opt, model)
@@ -256,93 +348,57 @@ def _train(p: Payload) -> dict | None:
     batches = iter(stream)
     checks = validation_steps(steps, t)
     progress = _Progress(t, steps, checks, t.batch_size * size) if rank == 0 else None
+    latest = Path(p.checkpoint_dir) / "latest.pt"
+    loss_exchange = _LossExchange(dist, device, t.learning_rate)
     stop = False
-    for epoch in range(start_epoch, t.epochs):
+    for epoch in range(run.epoch, t.epochs):
+        run.epoch = epoch
         began = seg_began = time.perf_counter()
-        seg_loss, seg_steps = 0.0, 0
-        local_loss, local_bad, unsynced = (torch.zeros((), dtype=torch.float64, device=device),
-                                           torch.zeros((), device=device), 0)
+        loss_exchange.segment()  # each epoch's first record starts at its first step
         for step in range(steps):
-            batch = next(batches)
-            ids, s, y = (x.to(device) for x in batch_tensors(batch, cols))
+            ids, s, y = (x.to(device) for x in batch_tensors(next(batches), cols))
             opt.zero_grad()
             loss = hinet_loss(net(ids, s), y, s, weights)
             loss.backward()
             opt.step()
-            # The loss is summed where it is (no per-step host sync, no per-step allreduce) and
-            # shared every LOSS_SYNC_STEPS steps and at validation points: there every rank
-            # learns of a non-finite loss on any rank and all stop together (no rank is left
-            # waiting in a collective).
-            lost = loss.detach()
-            finite = torch.isfinite(lost)
-            local_loss += torch.where(finite, lost, torch.zeros_like(lost))
-            local_bad += (~finite).float()
-            unsynced += 1
-            if unsynced == LOSS_SYNC_STEPS or step in checks or step == steps - 1:
-                total, nonfinite = dist.means([float(local_loss), float(local_bad)])
-                if nonfinite > 0 or not math.isfinite(total):
-                    raise TrainingError(
-                        f"the loss was not finite in {round(nonfinite * size)} of the last {unsynced * size} steps "
-                        f"of all ranks (epoch {epoch}, up to step {step + 1}): stopping (a learning rate too high? "
-                        f"train.learning_rate is {t.learning_rate})")
-                seg_loss, seg_steps = seg_loss + total, seg_steps + unsynced
-                local_loss.zero_()
-                local_bad.zero_()
-                unsynced = 0
+            loss_exchange.add(loss)
+            if loss_exchange.unsynced == LOSS_SYNC_STEPS or step in checks or step == steps - 1:
+                loss_exchange.exchange(epoch, step)
             if progress is not None:
-                progress.step(epoch, step, began, seg_loss / seg_steps if seg_steps else math.nan, bad)
+                progress.step(epoch, step, began, loss_exchange.last, run.bad)
             if step not in checks:
                 continue
-            # Validation: rank 0 evaluates while the other ranks wait in dist.share, which every
-            # rank reaches at the same step (the steps and their validation points are computed
-            # identically everywhere), so it cannot deadlock.
-            seconds = time.perf_counter() - seg_began
-            val_auc = None
-            if rank == 0:
-                val_began = time.perf_counter()
-                val_auc = evaluate(*predict_arrays(model, p.val_data, cols, device), p.scenario_names).mean_auc
-                progress.validated(time.perf_counter() - val_began)
-            val_auc = dist.share(val_auc)
-            if val_auc is None:
-                raise TrainingError(f"epoch {epoch}, step {step}: validation mean AUC undefined (constant labels)")
-            record = {"epoch": epoch, "step": epoch * steps + step + 1, "train_loss": seg_loss / seg_steps,
+            seconds, seg_steps = time.perf_counter() - seg_began, loss_exchange.steps
+            val_auc = _validate(p, model, dist, device, progress, epoch, step)
+            record = {"epoch": epoch, "step": epoch * steps + step + 1, "train_loss": loss_exchange.segment(),
                       "val_auc_mean": val_auc, "samples_per_s": seg_steps * t.batch_size * size / seconds,
                       "seconds": seconds}
-            history.append(record)
-            improved = val_auc > best
-            if improved:
-                best, bad = val_auc, 0
-                if rank == 0:
-                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            else:
-                bad += 1
-            stop = bad >= t.early_stopping_patience
+            run.history.append(record)
+            improved = run.improve(val_auc, model, rank)
+            stop = run.bad >= t.early_stopping_patience
             if rank == 0:
                 logger.info("epoch %d step %d/%d: loss %.4f, val mean AUC %.4f%s, %.0f samples/s; %s", epoch,
                             step + 1, steps, record["train_loss"], val_auc, " (best)" if improved else "",
-                            record["samples_per_s"], progress.eta_after_validation(epoch, step, bad, stop))
-            seg_began, seg_loss, seg_steps = time.perf_counter(), 0.0, 0
+                            record["samples_per_s"], progress.eta_after_validation(epoch, step, run.bad, stop))
+            seg_began = time.perf_counter()
             if stop:
                 break
         if rank == 0:
-            ckpt_dir.mkdir(parents=True, exist_ok=True)
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                     "best": best, "bad_validations": bad, "history": history, "best_state": best_state,
-                     "fingerprint": p.fingerprint, "completed": False}
-            torch.save(state, ckpt_dir / f"epoch-{epoch}.pt")
-            _save_latest(state, latest)
+            latest.parent.mkdir(parents=True, exist_ok=True)
+            run.save(latest.with_name(f"epoch-{epoch}.pt"), model, opt, p.fingerprint)
+            run.save(latest, model, opt, p.fingerprint)
         if stop:
             if rank == 0:
-                best_at = max(history, key=lambda r: r["val_auc_mean"])
+                best_at = max(run.history, key=lambda r: r["val_auc_mean"])
                 logger.info("early stop in epoch %d: no better validation AUC in %d validations (best %.4f at step "
-                            "%d, epoch %d)", epoch, bad, best, best_at["step"], best_at["epoch"])
+                            "%d, epoch %d)", epoch, run.bad, run.best, best_at["step"], best_at["epoch"])
             break
     if rank != 0:
         return None
     if latest.is_file():  # a finished run's checkpoint is not resumable
         state = torch.load(latest, map_location="cpu", weights_only=False)
         _save_latest({**state, "completed": True}, latest)
-    return {"best_state": best_state, "history": history, "best_val_auc": best, "world_size": size,
+    return {"best_state": run.best_state, "history": run.history, "best_val_auc": run.best, "world_size": size,
             "shard_rows": shard_rows}
 
 

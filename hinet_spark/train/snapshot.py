@@ -26,11 +26,11 @@ from hinet_spark.config import Config, layout_dates
 from hinet_spark.errors import OperatorError
 from hinet_spark.features.spec import FeatureSpec, require_same
 from hinet_spark.ops.io import TableNotFoundError, table_exists, table_location, table_version
+from hinet_spark.tasks import LABELS
 from hinet_spark.train.reader import Materialised, materialise
 
 logger = logging.getLogger(__name__)
 
-LABELS = ("label_ctr", "label_ctcvr")
 SPLITS = ("train", "val", "test")
 
 
