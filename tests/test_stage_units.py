@@ -1,0 +1,110 @@
+"""Unit concerns of the slow stages, tested as units (no trained model, no Spark): the scoring
+spec refusal, the worker loop's run state, the date parser, the old models' import path."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pickle
+
+import pytest
+import torch
+
+from hinet_spark.config import load_config
+from hinet_spark.dates import DateError, parse_date, parse_range, shift
+from hinet_spark.errors import OperatorError
+from hinet_spark.features.spec import FeatureSpec, FeatureSpecError
+from hinet_spark.models import ModelSpec, build_model
+from hinet_spark.scoring.batch import ScoringError, transform_spec
+from hinet_spark.train.loop import RunState
+from hinet_spark.train.optim import SplitOptimizer
+
+SPEC = FeatureSpec(("a", "b"), {"price": (1.0, 5.0)}, {"city": ("x", "y")}, {"user_id": 10},
+                   ("2026-01-01", "2026-01-02"), 1)
+
+
+def test_scoring_refuses_a_pipeline_spec_that_is_not_the_model_s(tmp_path):
+    other = dataclasses.replace(SPEC, min_count=2)
+    assert other.hash != SPEC.hash
+    other.save(tmp_path / "spec.json")
+    cfg = load_config(None, [f"storage.root={tmp_path}", f"features.spec_path={tmp_path}/spec.json"])
+    with pytest.raises(FeatureSpecError, match=rf"trained with feature spec {SPEC.short_hash}, but the candidates "
+                                               rf"would be transformed with feature spec {other.short_hash}"):
+        transform_spec(cfg, SPEC)
+    assert transform_spec(cfg, other).hash == other.hash  # the same spec: used
+    own = load_config(None, [f"storage.root={tmp_path}", "scoring.feature_spec=model"])
+    assert transform_spec(own, SPEC) is SPEC  # the model's own, whatever the pipeline holds
+    none = load_config(None, [f"storage.root={tmp_path / 'empty'}"])
+    with pytest.raises(ScoringError, match=r"scoring\.feature_spec=pipeline: no feature spec at .*feature_spec\.json"):
+        transform_spec(none, SPEC)
+
+
+def _model_and_optimizer(seed: int):
+    torch.manual_seed(seed)
+    cfg = load_config(None, ["model.embedding_dim=4", "model.sei_hidden=[8]", "model.cgc_hidden=[8]",
+                             "model.tower_hidden=[4]"])
+    model = build_model(ModelSpec(cfg.model, (5, 6, 7), 2))
+    return model, SplitOptimizer(model, 0.01, sparse=True)
+
+
+def test_run_state_saves_and_restores_itself(tmp_path):
+    model, opt = _model_and_optimizer(0)
+    state = RunState(epoch=2)
+    assert state.improve(0.61, model, rank=0) and state.bad == 0 and state.best_state is not None
+    assert not state.improve(0.60, model, rank=0) and state.bad == 1 and state.best == 0.61
+    state.history.append({"epoch": 2, "val_auc_mean": 0.61})
+    state.save(tmp_path / "latest.pt", model, opt, fingerprint="fp")
+    assert not (tmp_path / "latest.tmp").exists()  # written atomically
+    fresh, fresh_opt = _model_and_optimizer(1)
+    restored = RunState.restore(tmp_path / "latest.pt", fresh, fresh_opt, torch.device("cpu"))
+    assert (restored.epoch, restored.best, restored.bad, restored.history) == (3, 0.61, 1, state.history)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+    saved = torch.load(tmp_path / "latest.pt", weights_only=False)
+    assert (saved["fingerprint"], saved["completed"], saved["epoch"]) == ("fp", False, 2)
+    assert not RunState().improve(-math.inf, model, rank=1)  # nothing beats -inf; other ranks keep no weights
+    other_rank = RunState()
+    assert other_rank.improve(0.5, model, rank=1) and other_rank.best_state is None
+
+
+def test_dates_have_one_parser_and_one_error_text():
+    assert parse_date("2026-01-31").isoformat() == "2026-01-31"
+    assert shift("2026-01-31", 1) == "2026-02-01" and shift(None, 3) is None
+    with pytest.raises(DateError, match=r"--date: expected a date YYYY-MM-DD, got '2026-02-30'"):
+        parse_date("2026-02-30", "--date")
+    with pytest.raises(DateError, match=r"empty date range: start 2026-01-02 is after end 2026-01-01"):
+        parse_range("2026-01-02", "2026-01-01")
+    assert issubclass(DateError, OperatorError) and issubclass(DateError, ValueError)
+
+
+def test_models_registered_before_the_redesign_still_find_their_class():
+    # their pickles name hinet_spark.tracking.HiNetPyfunc (protocol 0 spelling of a class reference)
+    from hinet_spark.serving import HiNetPyfunc
+
+    assert pickle.loads(b"chinet_spark.tracking\nHiNetPyfunc\n.") is HiNetPyfunc
+    assert pickle.loads(b"chinet_spark.serving\nHiNetPyfunc\n.") is HiNetPyfunc
+
+
+def test_every_operator_error_of_the_failure_table_shares_the_base():
+    from hinet_spark.config import ConfigError
+    from hinet_spark.features.build import EmptyInputError, ReconciliationError
+    from hinet_spark.ingest.importing import MappingError
+    from hinet_spark.lifecycle.promotion import PromotionError
+    from hinet_spark.ops.io import (
+        ConcurrentRunError,
+        ImportIncompleteError,
+        StorageError,
+        TableNotFoundError,
+        TableReadError,
+    )
+    from hinet_spark.ops.schemas import SchemaError
+    from hinet_spark.ops.spark import DeltaNotConfiguredError
+    from hinet_spark.train.checkpoints import CheckpointError
+    from hinet_spark.train.loop import TrainingError
+    from hinet_spark.train.snapshot import DataError
+    from hinet_spark.train.warm_start import WarmStartError
+
+    for cls in (ConfigError, EmptyInputError, MappingError, PromotionError, ConcurrentRunError, ImportIncompleteError,
+                StorageError, TableNotFoundError, TableReadError, SchemaError, DeltaNotConfiguredError, CheckpointError,
+                TrainingError, DataError, WarmStartError, ScoringError, FeatureSpecError):
+        assert issubclass(cls, OperatorError), cls
+    assert not issubclass(ReconciliationError, OperatorError)  # a bug, not bad input: keeps its traceback
