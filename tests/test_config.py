@@ -138,7 +138,7 @@ def test_model_names_are_the_registry_s():
     from hinet_spark.models.registry import MODELS
 
     assert tuple(MODELS) == MODEL_NAMES
-    with pytest.raises(ConfigError, match=r"model\.name: expected hinet, .* or star, got 'hinett' \(from --set"):
+    with pytest.raises(ConfigError, match=r"model\.name: unknown model 'hinett'; known: \[.*\] \(from --set"):
         load_config(None, ["model.name=hinett"])
 
 

@@ -7,8 +7,9 @@ value and where it came from. Single-field rules are declared on the field (:fun
 cross-field rules are in :func:`_validate`. The dataclass defaults equal ``conf/base.yaml``'s
 (``tests/test_config.py`` holds them to it); the comments live in ``base.yaml``.
 
-Why not pydantic: 17.3 / 18 LTS ML ship pydantic 2, but 15.4 LTS ML (the Horovod runtime)
-ships pydantic 1 and the project must not replace a runtime's package (docs/architecture.md).
+Why not pydantic: the environment pinned like 15.4 LTS ML (MLflow 2.13.1, the Horovod runtime)
+has no pydantic 2 (15.4 LTS ML itself ships pydantic 1, as recalled from its release notes), and
+the project must not replace a runtime's package (docs/architecture.md, "Configuration").
 A leaf-level module: imports only :mod:`hinet_spark.errors`, :mod:`hinet_spark.dates`,
 :mod:`hinet_spark.tasks` and :mod:`hinet_spark.safe_yaml` (the layer rule).
 """
@@ -63,8 +64,9 @@ def within(default: float, low: float, high: float, high_open: bool = False) -> 
     return _rule(default, low=low, high=high, high_open=high_open)
 
 
-def one_of(default: str, *choices: str) -> Any:
-    return _rule(default, choices=choices)
+def one_of(default: str, *choices: str, noun: str = "") -> Any:
+    """One of ``choices``; with ``noun`` a long list is said as "unknown <noun> ...; known: [...]"."""
+    return _rule(default, choices=choices, noun=noun)
 
 
 def a_date(default: str | None) -> Any:
@@ -83,6 +85,8 @@ def _check_rules(section: Any, prefix: str) -> None:
             continue
         if "choices" in rule and value not in rule["choices"]:
             *head, last = rule["choices"]
+            if rule["noun"]:
+                raise ConfigError(f"{key}: unknown {rule['noun']} {clip(repr(value))}; known: {sorted(rule['choices'])}")
             raise ConfigError(f"{key}: expected {', '.join(head)} or {last}, got {clip(repr(value))}")
         if "above" in rule and not value > rule["above"]:
             raise ConfigError(f"{key}: must be > {rule['above']}, got {value}")
@@ -194,7 +198,7 @@ class FeaturesSection:
 class ModelSection:
     """Model choice and sizes (docs/model.md). ``name`` is a key of the model registry."""
 
-    name: str = one_of("hinet", *MODEL_NAMES)
+    name: str = one_of("hinet", *MODEL_NAMES, noun="model")
     embedding_dim: int = positive(16)
     sei_experts: int = positive(5)  # K_s = K_i sub-experts per SEI
     sei_hidden: tuple[int, ...] = widths((128, 64))
