@@ -17,11 +17,13 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
-# The feature pipeline, training with the runtime's launcher, scoring and importing, in an environment
-# pinned like a Databricks LTS ML runtime (envs/$(RUNTIME).txt): RUNTIME=dbr15.4 or dbr17.3.
+# The tests marked runtime (per stage, those whose behaviour depends on the runtime's Spark, Delta,
+# MLflow, pyarrow or launcher: the feature pipeline, training with the runtime's launcher, scoring,
+# importing) in an environment pinned like a Databricks LTS ML runtime (envs/$(RUNTIME).txt):
+# RUNTIME=dbr15.4 or dbr17.3. The whole suite runs in the project's own environment (make test).
 test-runtime:
 	bash scripts/setup.sh --runtime $(RUNTIME)
-	PYTHONPATH=$(CURDIR) HINET_JARS_DIR=$(HOME)/.cache/hinet-spark/jars $(RUNTIME_PY) -m pytest -p no:cacheprovider \
+	PYTHONPATH=$(CURDIR) HINET_JARS_DIR=$(HOME)/.cache/hinet-spark/jars $(RUNTIME_PY) -m pytest -p no:cacheprovider -m runtime \
 	  tests/test_reader.py tests/test_features.py tests/test_training.py tests/test_scoring.py tests/test_import.py
 
 demo: setup

@@ -96,6 +96,7 @@ def logs(spark, cfg):
     return cfg
 
 
+@pytest.mark.runtime
 def test_labels_and_quarantine_reasons(spark, logs):
     report = build_samples(spark, logs, "2026-01-01", "2026-01-01")
     samples = read_table(spark, logs, "samples").select("exposure_id", "scenario", "label_ctr", "label_ctcvr")
@@ -129,6 +130,7 @@ def test_labels_and_quarantine_reasons(spark, logs):
     assert report.per_scenario["a"] == {"exposures_read": 9, "samples_written": 5, "clicks": 2, "orders": 1}
 
 
+@pytest.mark.runtime
 def test_samples_partitioned_by_scenario_and_date(spark, logs):
     build_samples(spark, logs, "2026-01-01", "2026-01-02")
     detail = DeltaTable.forPath(spark, table_location(logs, "samples")).detail().first()
@@ -140,6 +142,7 @@ def test_samples_partitioned_by_scenario_and_date(spark, logs):
     assert got["label_ctr"] == 1
 
 
+@pytest.mark.runtime
 def test_rerun_replaces_exactly_that_date(spark, logs):
     build_samples(spark, logs, "2026-01-01", "2026-01-02")
     table = read_table(spark, logs, "samples")
@@ -190,6 +193,7 @@ def test_vocabulary_with_oov_null_and_hashing(spark, cfg):
     assert spec.vocab_sizes == (4, 12)
 
 
+@pytest.mark.runtime
 def test_spec_round_trip_reuse_and_refit(spark, logs, tmp_path):
     r1 = build_samples(spark, logs, "2026-01-01", "2026-01-01")
     path = tmp_path / "data" / "feature_spec.json"
@@ -211,6 +215,7 @@ def test_spec_round_trip_reuse_and_refit(spark, logs, tmp_path):
         require_same(spec, "abc" + "0" * 61, "the samples table")
 
 
+@pytest.mark.runtime
 def test_missing_column_or_wrong_type_stops_before_writing(spark, cfg):
     bad = spark.createDataFrame([Row(**exposure("e1"))]).drop("item_brand").withColumn("price", F.lit("10"))
     write_table(bad, cfg, "raw_exposures", partition_by=["dt"])

@@ -89,6 +89,7 @@ def their_logs(spark, tmp_path):
     return src
 
 
+@pytest.mark.runtime
 def test_every_format_with_bad_rows_quarantined_and_reconciled(spark, tmp_path, their_logs):
     cfg = cfg_for(tmp_path)
     mapping = load_mapping(write_mapping(tmp_path / "m.yaml", BASE_MAPPING.format(src=their_logs)), cfg)
@@ -183,6 +184,7 @@ def test_a_mapped_column_their_table_lacks_stops_the_job_naming_file_and_key(spa
     assert not (tmp_path / "data" / "raw_exposures").exists()  # nothing written
 
 
+@pytest.mark.runtime
 @pytest.mark.slow
 def test_the_shop_example_round_trips(spark, tmp_path, monkeypatch):
     # docs/your_data.md: the synthetic logs in a shop's own layout (Parquet with epoch ms, CSV with
@@ -382,6 +384,7 @@ def test_nightly_imports_of_local_date_partitions_lose_no_row_unnamed(spark, tmp
     assert held.count() == 9  # every row, as a range import keeps them
 
 
+@pytest.mark.runtime
 def test_ambiguous_and_nonexistent_local_times_are_counted_and_ruled(spark, tmp_path):
     cfg = _bare_cfg(tmp_path)
     rows = [("a1", "2026-10-25 02:30:00"),   # the repeated hour: 00:30 UTC (CEST) or 01:30 UTC (CET)

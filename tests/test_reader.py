@@ -10,6 +10,8 @@ import pytest
 
 from hinet_spark.train.reader import ShardError, ShardStream, read_all, row_groups, shard
 
+pytestmark = pytest.mark.runtime  # the reader is version-sensitive (pyarrow): every test runs in the runtimes
+
 COLS = ["scenario_idx", "label_ctr", "label_ctcvr", "f_x"]
 
 

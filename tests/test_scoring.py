@@ -61,6 +61,7 @@ def elsewhere(root, other, *extra):
                   f"features.spec_path={root}/feature_spec.json", *extra)
 
 
+@pytest.mark.runtime
 def test_udf_scores_equal_direct_predictions(spark, root):
     cfg = config(root)
     assert score_job.main(["--set", f"storage.root={root}", *[x for o in SMALL for x in ("--set", o)]]) == 0
@@ -102,6 +103,7 @@ def test_udf_scores_equal_direct_predictions(spark, root):
     assert artifacts == {"plots/score_histograms.png"}
 
 
+@pytest.mark.runtime
 def test_rerun_replaces_exactly_that_date_and_those_scenarios(spark, root):
     cfg = config(root)
     first = score_candidates(spark, cfg, DATE)
@@ -242,6 +244,7 @@ def _one_error_line(capfd) -> str:
     return lines[0]
 
 
+@pytest.mark.runtime
 def test_a_damaged_model_fails_on_the_driver_before_any_write(spark, root, tmp_path, monkeypatch, capfd):
     import hinet_spark.scoring.batch as scoring
 
@@ -272,6 +275,7 @@ def test_a_damaged_model_fails_on_the_driver_before_any_write(spark, root, tmp_p
     assert "model hinet version 1 (models:/hinet/1, stored at " in line and "no feature_spec.json artifact" in line
 
 
+@pytest.mark.runtime
 def test_deleted_versions_are_known_to_history_rollback_and_scoring(spark, root, capfd):
     from mlflow.tracking import MlflowClient
 

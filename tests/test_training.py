@@ -51,6 +51,7 @@ def config(root, *extra):
     return load_config(None, [f"storage.root={root}", *SMALL, *extra])
 
 
+@pytest.mark.runtime
 @pytest.mark.skipif(not HAS_HOROVOD, reason="this runtime has no Horovod (Databricks 17.3 LTS ML)")
 def test_horovod_two_workers_learn(spark, root, tmp_path):
     cfg = config(root, "train.launcher=horovod", "train.num_proc=2", "train.epochs=6",
@@ -71,6 +72,7 @@ def test_horovod_two_workers_learn(spark, root, tmp_path):
     assert (run_ckpt / "latest.pt").is_file() and (run_ckpt / "epoch-5.pt").is_file()
 
 
+@pytest.mark.runtime
 def test_torch_distributor_two_processes_on_executors(spark, root, tmp_path):
     # local_mode false: the processes are Spark tasks (a cluster's workers), not driver children
     cfg = config(root, "train.launcher=torch_distributor", "train.local_mode=false", "train.num_proc=2",
@@ -89,6 +91,7 @@ def test_torch_distributor_two_processes_on_executors(spark, root, tmp_path):
         assert result.test.auc["ctr"][s] > 0.52, result.test.auc  # learned (chance: 0.5)
 
 
+@pytest.mark.runtime
 def test_local_resume_continues_and_mlflow_holds_the_run(spark, root, tmp_path, monkeypatch):
     ckpt = f"train.checkpoint_dir={tmp_path}/ckpt"
     mlflow_uri = f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db"
