@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import logging
 import re
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -190,7 +189,7 @@ def test_the_shop_example_round_trips(spark, tmp_path, monkeypatch):
     # docs/your_data.md: the synthetic logs in a shop's own layout (Parquet with epoch ms, CSV with
     # Shanghai wall-clock times, JSON with epoch seconds), imported back with the committed files
     monkeypatch.chdir(tmp_path)
-    source = ["--set", "storage.root=data/shop_source", "--set", "synthetic.days=2",
+    source = ["--set", "synthetic.enabled=true", "--set", "storage.root=data/shop_source", "--set", "synthetic.days=2",
               "--set", "synthetic.exposures_per_day=3000", "--set", "synthetic.candidates_per_day=500",
               "--set", "synthetic.calibration_rows_per_scenario=2000"]
     assert generate_synthetic.main([*source, "--foreign-layout", "data/shop_logs"]) == 0
@@ -215,7 +214,7 @@ def test_the_shop_example_round_trips(spark, tmp_path, monkeypatch):
         ("raw_orders", "bad_type:amount", 3)]
     prices = read_table(spark, shop, "raw_exposures").agg(F.min("price_cents")).first()[0]
     assert prices >= 0
-    shutil.rmtree("data/shop_source")  # the shop's tables hold no oracle: real-log rules apply
+    # conf/shop.yaml says these are real logs (synthetic.enabled false): real-log rules apply
     report = build_samples(spark, shop, "2026-01-01", "2026-01-02")
     assert report.used["raw_exposures"] == 6000 - sum(report.quarantined.get("raw_exposures", {}).values())
 
