@@ -23,7 +23,14 @@ def tracking_uri(cfg: Config) -> str:
 def setup(cfg: Config) -> None:
     mlflow.set_tracking_uri(tracking_uri(cfg))
     mlflow.set_registry_uri(cfg.mlflow.registry_uri or tracking_uri(cfg))
+    # MLflow 2.x (15.4 LTS ML's 2.13.1) creates its sqlite store's default artifact root,
+    # ./mlruns of the working directory, when the store is first built in a process, although
+    # every experiment here has its own artifact location under storage.root (artifact_root):
+    # the store is built here, once per process, and the empty folder it made is removed.
+    made = not Path("mlruns").exists()
     use_experiment(cfg, cfg.mlflow.experiment)
+    if made and Path("mlruns").is_dir() and not any(Path("mlruns").iterdir()):
+        Path("mlruns").rmdir()
 
 
 def artifact_root(cfg: Config) -> str | None:
