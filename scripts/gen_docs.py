@@ -53,27 +53,46 @@ def _range(c) -> str:
 def _comments(base: Path) -> dict[str, str]:
     """``section.key -> comment`` from the trailing comments of conf/base.yaml."""
     out: dict[str, str] = {}
-    section, last = "", None
+    path: list[str] = []  # the keys above this line, by indent (2 spaces a level)
+    last = None
     for line in base.read_text().splitlines():
         indent = len(line) - len(line.lstrip())
         if line.lstrip().startswith("#"):
-            if last and indent > 2:  # a comment continued on the next line, under the first
+            if last and indent > 2 * last.count("."):  # a comment continued on the next line, under the first
                 out[last] += " " + line.split("#", 1)[1].strip()
             continue
         last = None
         if not line.strip():
             continue
         key = line.strip().split(":", 1)[0]
-        if indent == 0:
-            section = key
-        elif indent == 2 and "#" in line:
-            last = f"{section}.{key}"
+        path = [*path[:indent // 2], key]
+        if indent and "#" in line:
+            last = ".".join(path)
             out[last] = line.split("#", 1)[1].strip()
     return out
 
 
 def _type_name(tp) -> str:
     return str(tp).replace("typing.", "").replace("<class '", "").replace("'>", "").replace(" | ", " or ")
+
+
+def _rows(prefix: str, cls, defaults, comments: dict[str, str]) -> list[str]:
+    """One table row per key; a nested section (features.behaviour) gives one row per key of it."""
+    import dataclasses
+    import typing
+
+    rows, hints = [], typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        value, key = getattr(defaults, f.name), f"{prefix}.{f.name}"
+        if dataclasses.is_dataclass(value):
+            rows += _rows(key, type(value), value, comments)
+            continue
+        if isinstance(value, tuple):
+            value = list(value)
+        shown = f"`{value}`" if value is not None else "null"
+        note = comments.get(key, "")
+        rows.append(f"| `{key}` | {_type_name(hints[f.name])} | {shown} | {note} |")
+    return rows
 
 
 def render_config() -> str:
@@ -103,14 +122,7 @@ def render_config() -> str:
         cls = hints[sec.name]
         lines += [f"## `{sec.name}`", "", (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " "), "",
                   "| key | type | default | notes |", "|---|---|---|---|"]
-        sub_hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            value = getattr(getattr(defaults, sec.name), f.name)
-            if isinstance(value, tuple):
-                value = list(value)
-            shown = f"`{value}`" if value is not None else "null"
-            lines.append(f"| `{sec.name}.{f.name}` | {_type_name(sub_hints[f.name])} | {shown} | "
-                         f"{comments.get(f'{sec.name}.{f.name}', '')} |")
+        lines += _rows(sec.name, cls, getattr(defaults, sec.name), comments)
         lines.append("")
     return "\n".join(lines)
 

@@ -39,7 +39,7 @@ RESERVED_NAMES = frozenset({"_delta_log", "checkpoints", "petastorm_cache", "der
                             "mlruns", "mlflow_artifacts", "spark_warehouse"})
 TABLE_KEYS = ("raw_exposures", "raw_clicks", "raw_orders", "oracle", "candidates", "synthetic_staging",
               "samples", "quarantine", "scores", "scores_quarantine", "score_quality", "import_quarantine",
-              "import_log", "feature_spec_log")
+              "import_log", "feature_spec_log", "behaviour_daily")
 
 
 # --------------------------------------------------------------------------------------
@@ -171,6 +171,27 @@ class SyntheticSection:
     duplicate_event_rate: float = 0.01
     log_candidates_day: bool = False
     calibration_rows_per_scenario: int = 20_000
+    behaviour_weight: float = at_least(0.0, 0)
+    behaviour_drift_days: int = positive(7)
+
+
+# Behaviour counters (docs/features.md, "Behaviour counters"): the entity parts that are not
+# configured categorical features, and what can be counted and rated.
+BEHAVIOUR_KEYS = {"user": "user_id", "item": "item_id", "scenario": "scenario"}
+BEHAVIOUR_COUNTS = ("exposures", "clicks", "orders")
+BEHAVIOUR_RATES = ("ctr", "cvr", "ctcvr")
+
+
+@dataclass(frozen=True)
+class BehaviourSection:
+    """Point-in-time counters of the logs per entity and window (``features.behaviour``)."""
+
+    entities: tuple[str, ...] = ()
+    windows: tuple[int, ...] = (1, 7, 30)
+    counts: tuple[str, ...] = BEHAVIOUR_COUNTS
+    rates: tuple[str, ...] = BEHAVIOUR_RATES
+    prior: float = positive(20.0)
+    buckets: int = positive(10)
 
 
 @dataclass(frozen=True)
@@ -192,6 +213,7 @@ class FeaturesSection:
     dedup_lookback_days: int = at_least(7, 0)
     quarantine_warn_rate: float = within(0.02, 0.0, 1.0)
     spec_path: str | None = None
+    behaviour: BehaviourSection = field(default_factory=BehaviourSection)
 
 
 @dataclass(frozen=True)
@@ -429,6 +451,7 @@ def _validate(cfg: Config) -> None:
     dupes = sorted({n for n in names_seen if names_seen.count(n) > 1})
     if dupes:
         raise ConfigError(f"features: {dupes} listed more than once across numeric/categorical/hashed")
+    _validate_behaviour(fe)
     for name, (low, high) in fe.numeric_ranges.items():
         if name not in fe.numeric:
             raise ConfigError(f"features.numeric_ranges.{name}: not a numeric feature (features.numeric: "
@@ -442,3 +465,34 @@ def _validate(cfg: Config) -> None:
     if not 0 < ev.calibration_low < 1 < ev.calibration_high:
         raise ConfigError(f"evaluation.calibration_low/high: need 0 < low < 1 < high, got "
                           f"{ev.calibration_low}, {ev.calibration_high}")
+
+
+def _validate_behaviour(fe: FeaturesSection) -> None:
+    """``features.behaviour``: entities made of known parts, positive windows, known names."""
+    bc = fe.behaviour
+    _check_rules(bc, "features.behaviour")
+    known = {**BEHAVIOUR_KEYS, **{c: c for c in fe.categorical}}
+    for i, entity in enumerate(bc.entities):
+        parts = entity.split("+")
+        unknown = [p for p in parts if p not in known]
+        if unknown:
+            raise ConfigError(
+                f"features.behaviour.entities[{i}]: {clip(repr(entity))} names {unknown}, which is neither user, item, "
+                f"scenario nor a configured categorical feature (features.categorical: {list(fe.categorical)})")
+        if len(set(parts)) != len(parts):
+            raise ConfigError(f"features.behaviour.entities[{i}]: {clip(repr(entity))} repeats a part")
+    names = ["_".join(e.split("+")) for e in bc.entities]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"features.behaviour.entities: {dupes} listed more than once")
+    bad = [w for w in bc.windows if w <= 0]
+    if bad or (bc.entities and not bc.windows):
+        raise ConfigError(f"features.behaviour.windows: days must be > 0 (and at least one), got {list(bc.windows)}")
+    if len(set(bc.windows)) != len(bc.windows):
+        raise ConfigError(f"features.behaviour.windows: {list(bc.windows)} repeats a window")
+    for key, allowed in (("counts", BEHAVIOUR_COUNTS), ("rates", BEHAVIOUR_RATES)):
+        unknown = [v for v in getattr(bc, key) if v not in allowed]
+        if unknown:
+            raise ConfigError(f"features.behaviour.{key}: unknown {unknown}; known: {list(allowed)}")
+    if bc.entities and not (bc.counts or bc.rates):
+        raise ConfigError("features.behaviour: entities are set but counts and rates are both empty")

@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from hinet_spark.config import Config, FeaturesSection
 from hinet_spark.dates import parse_range
 from hinet_spark.errors import OperatorError
+from hinet_spark.features.behaviour import Counters, attach, ensure_days
 from hinet_spark.features.spec import FeatureSpec, FeatureSpecError
 from hinet_spark.features.transforms import (
     apply_spec,
@@ -112,7 +113,14 @@ def spec_settings(fc: FeaturesSection) -> dict:
     """The feature settings a spec is fitted from (stored in its meta, compared on reuse)."""
     return {"numeric": list(fc.numeric), "categorical": list(fc.categorical), "hashed": dict(fc.hashed),
             "numeric_buckets": fc.numeric_buckets, "quantile_relative_error": fc.quantile_relative_error,
-            "min_count": fc.min_count, "fit_start": fc.fit_start, "fit_end": fc.fit_end}
+            "min_count": fc.min_count, "fit_start": fc.fit_start, "fit_end": fc.fit_end,
+            "behaviour": behaviour_settings(fc)}
+
+
+def behaviour_settings(fc: FeaturesSection) -> dict:
+    """The counter definition and its bucket count; {} without counters."""
+    counters = Counters.from_section(fc.behaviour)
+    return {**counters.to_dict(), "buckets": fc.behaviour.buckets} if counters.enabled else {}
 
 
 def settings_differences(spec: FeatureSpec, cfg: Config) -> list[str]:
@@ -123,6 +131,8 @@ def settings_differences(spec: FeatureSpec, cfg: Config) -> list[str]:
     # what the spec content itself says (also for specs written before settings were stored)
     stored.update({"numeric": list(spec.numeric), "categorical": list(spec.categorical),
                    "hashed": dict(spec.hashed), "min_count": spec.min_count})
+    if not spec.behaviour:  # a spec without counters (also every spec written before they existed)
+        stored["behaviour"] = {}
     diffs = [f"features.{k}: spec {stored[k]!r}, config {now[k]!r}" for k in now
              if k in stored and stored[k] != now[k] and k not in ("fit_start", "fit_end")]
     for k, i in (("fit_start", 0), ("fit_end", 1)):
@@ -196,7 +206,8 @@ def load_or_fit_spec(spark: SparkSession, cfg: Config, good_exposures: DataFrame
     window = (fc.fit_start or start, fc.fit_end or end)
     a, b = parse_range(*window)
     fit_rows = good_exposures.where(_in_range("dt", a, b))
-    spec = fit_spec(fit_rows, fc, cfg.scenarios.names, window)
+    counters = Counters.from_section(fc.behaviour)
+    spec = fit_spec(fit_rows, fc, cfg.scenarios.names, window, counters.to_dict(), counters.feature_names())
     spec = dataclasses.replace(spec, meta={**spec.meta, "settings": spec_settings(fc)})
     logger.info("fitted feature spec %s on %s..%s", spec.short_hash, window[0], window[1])
     return spec, True, current
@@ -293,6 +304,10 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
     ranges = numeric_ranges(cfg)
     good, bad_exposures = check_exposures(exposures, cfg.scenarios.names, ranges,
                                           seen_ids=_seen_exposure_ids(spark, cfg, a))
+    counters = Counters.from_section(fc.behaviour)
+    if counters.enabled:  # the per-day aggregates the windows need, then the counters of every row
+        ensure_days(spark, cfg, counters, a, b)
+        good = attach(spark, cfg, good, counters, a, b)
     good = good.persist()
     # one pass over the range's exposures: the per-scenario counts also give the total
     read_by_scenario = {r["scenario"]: int(r["count"]) for r in exposures.groupBy("scenario").count().collect()}

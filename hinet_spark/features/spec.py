@@ -4,7 +4,9 @@ Id conventions, the same for every feature:
 
 * numeric ``f``: 0 = null, ``1 + #{boundaries <= x}`` otherwise (so 1..len(boundaries)+1);
 * categorical ``f``: 0 = null, 1 = out of vocabulary, ``2 + position`` in the vocabulary;
-* hashed ``f``: 0 = null, ``2 + pmod(xxhash64(value), buckets)`` (1 is unused).
+* hashed ``f``: 0 = null, ``2 + pmod(xxhash64(value), buckets)`` (1 is unused);
+* behaviour counter ``f`` (``counters``): as numeric; 0 = the entity has no events in the
+  window (or a null key), so a never-seen entity has its own id.
 
 ``vocab_sizes`` gives each feature's id range for the model's embedding. The JSON file holds
 the content and its sha256 ``hash``; reading a file whose content does not match its hash is
@@ -40,11 +42,20 @@ class FeatureSpec:
     fit_window: tuple[str, str]  # first and last date the spec was fitted on
     min_count: int
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    # behaviour counters: the definition (features.behaviour, as Counters.to_dict) and each
+    # counter's bucket boundaries; both empty for a spec without counters
+    behaviour: dict[str, Any] = field(default_factory=dict)
+    counters: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     @property
     def feature_order(self) -> list[str]:
-        """The model's input order: numeric, categorical, hashed, each as in the spec."""
-        return [*self.numeric, *self.categorical, *self.hashed]
+        """The model's input order: numeric, counters, categorical, hashed, each as in the spec."""
+        return [*self.numeric, *self.counters, *self.categorical, *self.hashed]
+
+    @property
+    def bucketed(self) -> dict[str, tuple[float, ...]]:
+        """Every bucketized column (numeric features and counters) -> its boundaries."""
+        return {**self.numeric, **self.counters}
 
     @property
     def columns(self) -> list[str]:
@@ -53,7 +64,7 @@ class FeatureSpec:
 
     @property
     def vocab_sizes(self) -> tuple[int, ...]:
-        sizes = [len(b) + 2 for b in self.numeric.values()]
+        sizes = [len(b) + 2 for b in self.bucketed.values()]
         sizes += [len(v) + FIRST_ID for v in self.categorical.values()]
         sizes += [n + FIRST_ID for n in self.hashed.values()]
         return tuple(sizes)
@@ -68,6 +79,9 @@ class FeatureSpec:
             "hashed": dict(self.hashed),
             "fit_window": list(self.fit_window),
             "min_count": self.min_count,
+            # only with counters, so that a spec without them keeps the hash it had before they existed
+            **({"behaviour": self.behaviour, "counters": {k: list(v) for k, v in self.counters.items()}}
+               if self.behaviour else {}),
         }
 
     @property
@@ -94,6 +108,8 @@ class FeatureSpec:
                 fit_window=(raw["fit_window"][0], raw["fit_window"][1]),
                 min_count=int(raw["min_count"]),
                 meta=dict(raw.get("meta", {})),
+                behaviour=dict(raw.get("behaviour") or {}),
+                counters={k: tuple(float(x) for x in v) for k, v in (raw.get("counters") or {}).items()},
             )
             stored = raw["hash"]
         except (KeyError, TypeError, ValueError, IndexError) as exc:
@@ -120,6 +136,21 @@ class FeatureSpec:
         if not path.is_file():
             raise FeatureSpecError(f"feature spec not found: {path}")
         return FeatureSpec.from_json(path.read_text(), str(path))
+
+
+def differences(a: FeatureSpec, b: FeatureSpec) -> list[str]:
+    """What differs between two specs' contents, by key (``behaviour.windows``, ``numeric.price``...)."""
+    ca, cb = a.content(), b.content()
+    out = []
+    for key in sorted(set(ca) | set(cb)):
+        va, vb = ca.get(key), cb.get(key)
+        if va == vb:
+            continue
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += [f"{key}.{k}" for k in sorted(set(va) | set(vb)) if va.get(k) != vb.get(k)]
+        else:
+            out.append(key)
+    return out
 
 
 def require_same(expected: FeatureSpec, actual_hash: str, what: str) -> None:

@@ -220,21 +220,29 @@ def event_quarantine(tagged_clicks: DataFrame, tagged_orders: DataFrame) -> Data
     return q(tagged_clicks, "raw_clicks").unionByName(q(tagged_orders, "raw_orders"))
 
 
+def boundaries(df: DataFrame, names: Sequence[str], buckets: int, relative_error: float
+               ) -> dict[str, tuple[float, ...]]:
+    """Distinct ``approxQuantile`` cut points (``buckets`` equal-count buckets) per column; nulls
+    are ignored (a column of nulls gets no boundaries)."""
+    if not names:
+        return {}
+    probs = [i / buckets for i in range(1, buckets)]
+    cols = [F.col(c).cast("double").alias(c) for c in names]
+    quantiles = df.select(*cols).approxQuantile(list(names), probs, relative_error)
+    return {name: tuple(sorted({float(q) for q in qs})) for name, qs in zip(names, quantiles)}
+
+
 def fit_spec(exposures: DataFrame, fc: FeaturesSection, scenarios: Sequence[str],
-             fit_window: tuple[str, str]) -> FeatureSpec:
+             fit_window: tuple[str, str], behaviour: Mapping | None = None,
+             counter_names: Sequence[str] = ()) -> FeatureSpec:
     """Fit boundaries and vocabularies on ``exposures`` (already restricted to the window).
 
     Quantiles come from ``approxQuantile`` and vocabularies from one grouped count; only
-    those aggregates reach the driver.
+    those aggregates reach the driver. ``counter_names``: the behaviour counter columns
+    ``exposures`` carries (``behaviour``: their definition, stored in the spec).
     """
-    n = fc.numeric_buckets
-    probs = [i / n for i in range(1, n)]
-    numeric: dict[str, tuple[float, ...]] = {}
-    if fc.numeric:
-        cols = [F.col(c).cast("double").alias(c) for c in fc.numeric]
-        quantiles = exposures.select(*cols).approxQuantile(list(fc.numeric), probs, fc.quantile_relative_error)
-        for name, qs in zip(fc.numeric, quantiles):
-            numeric[name] = tuple(sorted({float(q) for q in qs}))
+    numeric = boundaries(exposures, fc.numeric, fc.numeric_buckets, fc.quantile_relative_error)
+    counters = boundaries(exposures, counter_names, fc.behaviour.buckets, fc.quantile_relative_error)
     categorical: dict[str, tuple[str, ...]] = {name: () for name in fc.categorical}
     if fc.categorical:
         pairs = F.explode(F.array(*[
@@ -256,6 +264,8 @@ def fit_spec(exposures: DataFrame, fc: FeaturesSection, scenarios: Sequence[str]
         hashed=dict(fc.hashed),
         fit_window=fit_window,
         min_count=fc.min_count,
+        behaviour=dict(behaviour or {}),
+        counters=counters,
     )
 
 
@@ -292,7 +302,7 @@ def apply_spec(df: DataFrame, spec: FeatureSpec) -> DataFrame:
     for i, name in reversed(list(enumerate(spec.scenarios))):
         idx = F.when(F.col("scenario") == F.lit(name), F.lit(i)).otherwise(idx)
     out = df.withColumn("scenario_idx", F.when(F.col("scenario").isNull(), F.lit(None)).otherwise(idx).cast("int"))
-    out = bucket_ids(out, spec.numeric)
+    out = bucket_ids(out, spec.bucketed)
     for name, vocab in spec.categorical.items():
         table = spark.createDataFrame(pd.DataFrame({
             f"_v_{name}": pd.Series(vocab, dtype="object"),

@@ -15,6 +15,9 @@ The generative model (docs/synthetic_data.md has the full description):
   by all scenarios, one part shared within a group of correlated scenarios
   (``scenario_groups``), one part of the scenario alone; the conversion logit (order given
   click) uses other features and other weights (price and quality matter more);
+* with ``behaviour_weight`` > 0, per-user and per-item propensities per scenario that drift
+  over days (:func:`drifting`) join the click logit, and a drifting per-user one the
+  conversion logit: what recent behaviour counters estimate better than an id embedding;
 * the intercepts ``b_s`` and ``c_s`` are calibrated on a separate population so that
   E[p_ctr] and E[p_ctr * p_cvr] per scenario equal the configured CTR and CTCVR;
 * clicks and orders are drawn from those probabilities; a small share of them is logged
@@ -67,6 +70,16 @@ def normal(seed: int, salt: str, *cols: Column) -> Column:
     u1 = 1.0 - uniform(seed, salt + ":1", *cols)  # (0, 1]
     u2 = uniform(seed, salt + ":2", *cols)
     return F.sqrt(-2.0 * F.log(u1)) * F.cos(2.0 * math.pi * u2)
+
+
+def drifting(seed: int, salt: str, period_days: int, day: Column, *cols: Column) -> Column:
+    """A N(0, 1) value per ``cols`` that drifts over days: normals drawn at every ``period_days``-th
+    day, linearly interpolated in between and rescaled to unit variance (so every day has the
+    same distribution, and the calibration population's intercepts hold on every day)."""
+    k = F.floor(day / period_days)
+    t = (day - k * period_days) / float(period_days)
+    a, b = normal(seed, salt, k, *cols), normal(seed, salt, k + 1, *cols)
+    return ((1.0 - t) * a + t * b) / F.sqrt((1.0 - t) * (1.0 - t) + t * t)
 
 
 def _pick(values: list[float] | tuple[float, ...], index: Column) -> Column:
@@ -254,6 +267,12 @@ def exposures_with_logits(spark: SparkSession, cfg: Config, *, first_day: int, n
     cvr_group = F.when(g == 0, cvr_group0).otherwise(cvr_group1)
     cvr_specific = _pick(list(w.specific_cvr), s) * normal(seed, "scen_brand", s, F.col("_brand") % 200)
     z_cvr = cvr_shared + cvr_group + cvr_specific
+    if syn.behaviour_weight > 0:  # slowly drifting propensities: what recent behaviour counters estimate
+        bw, day_col = syn.behaviour_weight, F.col("_day")
+        z_ctr = z_ctr + bw * (drifting(seed, "bh_user", syn.behaviour_drift_days, day_col, F.col("_uidx"), s)
+                              + drifting(seed, "bh_item", syn.behaviour_drift_days, day_col, F.col("_iidx"), s)
+                              ) / math.sqrt(2.0)
+        z_cvr = z_cvr + bw * drifting(seed, "bh_user_cvr", syn.behaviour_drift_days, day_col, F.col("_uidx"))
 
     return df.select(
         "*",

@@ -34,13 +34,14 @@ from hinet_spark import model_refs, plots
 from hinet_spark.config import Config
 from hinet_spark.dates import parse_range
 from hinet_spark.errors import OperatorError
+from hinet_spark.features.behaviour import Counters, attach
 from hinet_spark.features.build import (
     EmptyInputError,
     ReconciliationError,
     numeric_ranges,
     spec_path,
 )
-from hinet_spark.features.spec import OOV_ID, FeatureSpec, FeatureSpecError
+from hinet_spark.features.spec import OOV_ID, FeatureSpec, FeatureSpecError, differences
 from hinet_spark.features.transforms import apply_spec, check_exposures, drop_colliding_columns
 from hinet_spark.model_refs import ModelRef
 from hinet_spark.ops.io import create_table_if_missing, read_table, table_version, write_table
@@ -165,7 +166,8 @@ def transform_spec(cfg: Config, model_spec: FeatureSpec) -> FeatureSpec:
     if pipeline.hash != model_spec.hash:
         raise FeatureSpecError(
             f"the model was trained with feature spec {model_spec.short_hash}, but the candidates would be "
-            f"transformed with feature spec {pipeline.short_hash} ({path}): refusing to score. Retrain on "
+            f"transformed with feature spec {pipeline.short_hash} ({path}; they differ in "
+            f"{', '.join(differences(model_spec, pipeline)) or 'nothing but the hash'}): refusing to score. Retrain on "
             "samples built with the current spec, or set scoring.feature_spec=model to use the model's own")
     return pipeline
 
@@ -177,6 +179,23 @@ def read_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tupl
     if scenarios is not None:
         df = df.where(F.col("scenario").isin(*scenarios))
     return df
+
+
+def candidate_features(spark: SparkSession, cfg: Config, candidates: DataFrame, spec: FeatureSpec,
+                       day: dt.date) -> tuple[DataFrame, DataFrame]:
+    """(the model's inputs of the good candidates of ``day``, the quarantined ones): the same
+    checks, behaviour counters (as of ``day``, by :func:`~hinet_spark.features.behaviour.attach`)
+    and :func:`apply_spec` as the samples get."""
+    validate_features(candidates, {"the model's numeric features": tuple(spec.numeric),
+                                   "the model's categorical features": tuple(spec.categorical),
+                                   "the model's hashed features": tuple(spec.hashed)}, "table candidates")
+    candidates = drop_colliding_columns(candidates, load_schema("candidates").names, spec.feature_order,
+                                        "candidates")
+    ranges = numeric_ranges(cfg)
+    good, bad = check_exposures(candidates, spec.scenarios,
+                                {n: ranges.get(n, (None, None)) for n in spec.numeric}, source="candidates")
+    good = attach(spark, cfg, good, Counters.from_dict(spec.behaviour), day, day)
+    return apply_spec(good, spec).select(*KEYS, "scenario", "dt", "scenario_idx", *spec.columns), bad
 
 
 def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tuple[str, ...] | None = None,
@@ -208,15 +227,8 @@ def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tup
         if not report.read:
             raise EmptyInputError(f"candidates has no rows dated {date}"
                                   + (f" for scenarios {list(scenarios)}" if scenarios else ""))
-        validate_features(candidates, {"the model's numeric features": tuple(spec.numeric),
-                                       "the model's categorical features": tuple(spec.categorical),
-                                       "the model's hashed features": tuple(spec.hashed)}, "table candidates")
-        candidates = drop_colliding_columns(candidates, load_schema("candidates").names, spec.feature_order,
-                                            "candidates")
-        ranges = numeric_ranges(cfg)
-        good, bad = check_exposures(candidates, spec.scenarios,
-                                    {n: ranges.get(n, (None, None)) for n in spec.numeric}, source="candidates")
-        features = apply_spec(good, spec).select(*KEYS, "scenario", "dt", "scenario_idx", *spec.columns).persist()
+        features, bad = candidate_features(spark, cfg, candidates, spec, day)
+        features = features.persist()
         quarantine = bad.withColumn("scenario", F.get_json_object("record", "$.scenario")).persist()
         try:
             _count(report, features, quarantine, spec)
