@@ -1,6 +1,15 @@
 """Feature pipeline throughput: build_samples on 1M and 4M synthetic exposures.
 
     .venv/bin/python -m benchmarks.bench_features [--sizes 1000000 4000000] [--root benchmarks/out]
+    .venv/bin/python -m benchmarks.bench_features --behaviour [--rows-per-day 1000000] [--history 7 30]
+
+``--behaviour``: the nightly cost of behaviour counters. Generates ``max(history) + 1`` days
+at ``--rows-per-day`` (not timed) and aggregates the history into behaviour_daily (not timed:
+earlier nights did it); then, for each history length H, builds day H + 1 once without
+counters and once with them (windows 1, 7, 30 over user, item, user+scenario, item+scenario,
+every count and rate: the day's aggregation plus the window lookups), and prints the times,
+``ratio=`` (with / without) and the with-counters time at each H against the shortest (the
+cost must not follow the history).
 
 For each size it generates one day of synthetic raw logs (not timed), then times
 ``build_samples`` for that day (fitting the feature spec, labels, quarantine, both Delta
@@ -12,23 +21,72 @@ the largest to the smallest size against the ratio of their row counts (linear s
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import shutil
 import time
 from pathlib import Path
 
+from delta.tables import DeltaTable
+
 from hinet_spark.config import load_config
+from hinet_spark.features.behaviour import Counters, write_days
 from hinet_spark.features.build import build_samples
+from hinet_spark.ops.io import table_location
 from hinet_spark.ops.spark import get_spark
 from jobs import generate_synthetic
+
+COUNTERS = ["features.behaviour.entities=[user, item, user+scenario, item+scenario]",
+            "features.behaviour.windows=[1, 7, 30]"]
+
+
+def behaviour(args: argparse.Namespace) -> None:
+    days = max(args.history) + 1
+    root = Path(args.root) / "behaviour"
+    shutil.rmtree(root, ignore_errors=True)
+    data = [f"storage.root={root}", "synthetic.enabled=true", f"synthetic.days={days}",
+            f"synthetic.exposures_per_day={args.rows_per_day}", "synthetic.candidates_per_day=0",
+            "synthetic.behaviour_weight=0.8", "spark.driver_memory=8g", "features.dedup_lookback_days=0"]
+    assert generate_synthetic.main([x for o in data for x in ("--set", o)]) == 0
+    with_cfg, without_cfg = load_config(None, [*data, *COUNTERS]), load_config(None, data)
+    spark = get_spark(with_cfg)
+    counters = Counters.from_section(with_cfg.features.behaviour)
+    first = dt.date.fromisoformat(with_cfg.synthetic.start_date)
+    start = time.perf_counter()
+    write_days(spark, with_cfg, counters, [first + dt.timedelta(days=i - 30) for i in range(30 + days - 1)])
+    print(f"history: {days - 1} days x {args.rows_per_day:,d} exposures aggregated in "
+          f"{time.perf_counter() - start:.1f} s (not part of a nightly run)", flush=True)
+    timed: dict[int, float] = {}
+    for h in sorted(args.history):
+        day = (first + dt.timedelta(days=h)).isoformat()
+        spent = {}
+        # the night of `day` has not aggregated it yet: its aggregation is part of the timed build
+        DeltaTable.forPath(spark, table_location(with_cfg, "behaviour_daily")).delete(f"dt = '{day}'")
+        for name, cfg in (("without", without_cfg), ("with", with_cfg)):
+            start = time.perf_counter()
+            build_samples(spark, cfg, day, day, refit=True)
+            spent[name] = time.perf_counter() - start
+        timed[h] = spent["with"]
+        print(f"history {h:>2d} days, build {day}: without counters {spent['without']:6.1f} s, with "
+              f"{len(counters.feature_names())} counters {spent['with']:6.1f} s, "
+              f"ratio={spent['with'] / spent['without']:.2f} (goal <= 1.5)", flush=True)
+    short, long = min(timed), max(timed)
+    print(f"with counters: {long} days of history {timed[long]:.1f} s vs {short} days {timed[short]:.1f} s: "
+          f"x{timed[long] / timed[short]:.2f} (goal <= 1.2)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 4_000_000])
     ap.add_argument("--root", default="benchmarks/out/features")
+    ap.add_argument("--behaviour", action="store_true", help="the nightly cost of behaviour counters")
+    ap.add_argument("--rows-per-day", type=int, default=1_000_000)
+    ap.add_argument("--history", type=int, nargs="+", default=[7, 30])
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.behaviour:
+        behaviour(args)
+        return
     times: dict[int, float] = {}
     spark = None
     for n in args.sizes:
