@@ -79,9 +79,12 @@ def existing_versions(cfg: Config) -> set[str]:
 
 def missing_champion(cfg: Config) -> str:
     """Why there is no champion, from the history: never set, or its version was deleted."""
-    moves = history(cfg)
+    entries = history(cfg)
+    moves = [e for e in entries if e.get("moved", True)]
     if not moves:
-        return f"{cfg.mlflow.registered_model} has no champion yet (no model was promoted)"
+        refused = [e["version"] for e in entries if not e.get("moved", True)]
+        why = f"; versions {refused} were registered but not promoted (manage_model history says why)" if refused else ""
+        return f"{cfg.mlflow.registered_model} has no champion yet (no model was promoted{why})"
     last = moves[-1]["version"]
     gone = last not in existing_versions(cfg)
     return (f"{cfg.mlflow.registered_model} has no champion: its last champion, version {last}, "

@@ -57,7 +57,8 @@ def test_compare_models_end_to_end(spark, tmp_path, capfd):
     assert generate_synthetic.main([x for o in data for x in ("--set", o)]) == 0
     build_samples(spark, load_config(None, data), "2026-01-01", "2026-01-04")
     small = [*data, "model.embedding_dim=4", "model.sei_hidden=[16]", "model.cgc_hidden=[16]",
-             "model.tower_hidden=[8]", "model.bottom_hidden=[16]", "train.batch_size=512", "train.max_steps_per_epoch=5"]
+             "model.tower_hidden=[8]", "model.bottom_hidden=[16]", "train.batch_size=512", "train.max_steps_per_epoch=5",
+             "train.epochs=1"]
     out = tmp_path / "report.md"
     assert compare_models.main([*[x for o in small for x in ("--set", o)], "--end-date", "2026-01-04",
                                 "--models", "hinet,shared_bottom", "--seeds", "2",

@@ -15,15 +15,15 @@ from sklearn.metrics import roc_auc_score
 from hinet_spark.config import load_config
 from hinet_spark.features.build import EmptyInputError, build_samples
 from hinet_spark.features.spec import FeatureSpec
-from hinet_spark.lifecycle.promotion import PromotionError, rollback, set_champion
+from hinet_spark.lifecycle.promotion import PromotionError, history_lines, rollback, set_champion
 from hinet_spark.lifecycle.tracking import log_training
-from hinet_spark.model_refs import history
+from hinet_spark.model_refs import history, missing_champion
 from hinet_spark.models import build_model
 from hinet_spark.ops.io import read_table, table_location
 from hinet_spark.ops.mlflow_store import setup
 from hinet_spark.scoring.batch import score_candidates
 from hinet_spark.scoring.quality import evaluate_day
-from hinet_spark.train.loop import fit, validation_steps
+from hinet_spark.train.loop import best_record, fit, validation_steps
 from hinet_spark.train.warm_start import WarmStartError
 from jobs import evaluate_scores, generate_synthetic
 
@@ -66,7 +66,8 @@ def test_validates_inside_the_epoch_and_keeps_the_best_state(spark, root, tmp_pa
     points = [h["step"] for h in result.history]
     assert points[:4] == [s + 1 for s in sorted(validation_steps(steps, cfg.train))]
     aucs = [h["val_auc_mean"] for h in result.history]
-    best = max(range(len(aucs)), key=aucs.__getitem__)
+    best = result.history.index(best_record(result.history))  # the last that gained > min_delta
+    assert aucs[best] >= max(aucs) - cfg.train.early_stopping_min_delta
     # a fast learning rate overfits the ids: the run stops 3 validations after its best, inside an epoch
     assert len(aucs) == best + 4 < 16, aucs
     # the returned model is the best state, not the last: re-evaluated, it gives the best AUC
@@ -87,6 +88,21 @@ def test_promotion_compares_on_the_same_rows(spark, root, tmp_path):
     trained = fit(spark, cfg)
     assert trained.val.mean_auc > 0.56  # the premise: a model that has learned
 
+    # a model at chance is registered but not promoted, even with no champion yet; a cell
+    # below chance is named
+    chance = _random_twin(trained, 0.5)
+    chance.val.auc["ctr"]["a"] = 0.45
+    refused = log_training(cfg, chance, spark)
+    assert refused["version"] == "1" and refused["aliases"] == ["challenger"]
+    assert refused["decision"].startswith("not promoted: below the floor: mean validation AUC ")
+    assert "below chance: a ctr AUC 0.4500" in refused["decision"]
+    setup(cfg)
+    import mlflow
+
+    assert mlflow.get_run(refused["run_id"]).data.tags["champion_decision"] == refused["decision"]
+    assert "not promoted, champion stays none: not promoted: below the floor" in history_lines(cfg)[0]
+    assert "were registered but not promoted" in missing_champion(cfg)
+
     # a random model that *claims* a validation AUC of 0.99 becomes champion (there is none)
     first = log_training(cfg, _random_twin(trained, 0.99), spark)
     assert first["aliases"] == ["challenger", "champion"] and first["comparison"] == []
@@ -103,9 +119,6 @@ def test_promotion_compares_on_the_same_rows(spark, root, tmp_path):
     third = log_training(cfg, _random_twin(trained, 0.99), spark)
     assert third["aliases"] == ["challenger"], third["decision"]
     assert "not promoted" in third["decision"]
-    setup(cfg)
-    import mlflow
-
     assert str(mlflow.MlflowClient().get_model_version_by_alias("hinet", "champion").version) == second["version"]
     run = mlflow.get_run(third["run_id"])
     assert run.data.metrics["compare.val.champion.auc.mean"] == pytest.approx(
@@ -120,7 +133,8 @@ def test_promotion_compares_on_the_same_rows(spark, root, tmp_path):
     set_champion(cfg, third["version"], "test: promote by hand", "promote")
     entry = rollback(cfg, "test: roll back")
     assert entry["version"] == second["version"] and entry["previous"] == third["version"]
-    assert [h["action"] for h in history(cfg)] == ["train", "train", "promote", "rollback"]
+    assert [h["action"] for h in history(cfg)] == ["train", "train", "train", "promote", "rollback"]
+    assert history(cfg)[0]["moved"] is False  # the refusal: a rollback never goes back to it
     with pytest.raises(PromotionError, match="no version '99'"):
         set_champion(cfg, "99", "no such", "promote")
 

@@ -36,6 +36,7 @@ train:
   batch_size: 256
   max_steps_per_epoch: 20
   validations_per_epoch: 1
+  epochs: 1
 model:
   sei_hidden: [16]
   cgc_hidden: [16]

@@ -108,3 +108,50 @@ def test_every_operator_error_of_the_failure_table_shares_the_base():
                 TrainingError, DataError, WarmStartError, ScoringError, FeatureSpecError):
         assert issubclass(cls, OperatorError), cls
     assert not issubclass(ReconciliationError, OperatorError)  # a bug, not bad input: keeps its traceback
+
+
+def _evaluation(probs_good: bool, n: int = 4000, seed: int = 0):
+    """Two scenarios; probabilities that carry the labels' signal, or pure noise."""
+    import numpy as np
+
+    from hinet_spark.evaluation import evaluate
+
+    rng = np.random.default_rng(seed)
+    scen = rng.integers(0, 2, n)
+    p = rng.uniform(0.05, 0.4, (n, 2))
+    p[:, 1] = p[:, 0] * 0.3
+    labels = (rng.uniform(size=(n, 2)) < p).astype(int)
+    labels[:, 1] = labels[:, 1] & labels[:, 0]
+    probs = p if probs_good else rng.uniform(0.05, 0.4, (n, 2))
+    return evaluate(scen, labels, probs, ("a", "b"))
+
+
+def test_the_promotion_floor_against_a_base_rate_predictor():
+    from hinet_spark.lifecycle.promotion import base_rate_logloss, floor
+
+    cfg = load_config(None, ["mlflow.min_positives=20"])
+    assert base_rate_logloss(1, 4) == pytest.approx(-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)))
+    good = floor(cfg, _evaluation(True))
+    assert good.passed and good.reason.startswith("above the floor"), good.reason
+    noise = floor(cfg, _evaluation(False))  # AUC about 0.5 and a logloss worse than the base rate
+    assert not noise.passed and "is not above chance" in noise.reason and "base-rate predictor" in noise.reason
+    few = floor(load_config(None, ["mlflow.min_positives=100000"]), _evaluation(True))
+    assert not few.passed and "nothing shows" in few.reason
+    ev = _evaluation(True)
+    ev.auc["ctcvr"]["b"] = 0.42
+    named = floor(cfg, ev)
+    assert named.below_chance == ["b ctcvr AUC 0.4200"] and "below chance: b ctcvr AUC 0.4200" in named.reason
+
+
+def test_the_kept_best_needs_a_gain_above_min_delta():
+    from hinet_spark.train.loop import best_at_last_validation, best_record
+
+    model = build_model(ModelSpec(load_config(None, []).model, SPEC.vocab_sizes, 2))
+    run, history = RunState(), []
+    for auc in (0.60, 0.62, 0.6205, 0.615):
+        history.append({"step": len(history) + 1, "epoch": 0, "val_auc_mean": auc,
+                        "kept": run.improve(auc, model, 0, min_delta=0.001)})
+    assert [h["kept"] for h in history] == [True, True, False, False] and run.bad == 2 and run.best == 0.62
+    assert best_record(history)["step"] == 2 and not best_at_last_validation(history)
+    assert best_at_last_validation(history[:2])
+    assert best_record([{"step": 1, "val_auc_mean": 0.5}, {"step": 2, "val_auc_mean": 0.7}])["step"] == 2  # old runs

@@ -250,10 +250,11 @@ class TrainSection:
     batch_size: int = positive(1024)
     learning_rate: float = positive(0.001)
     weight_decay: float = at_least(0.0, 0)
-    epochs: int = positive(1)
+    epochs: int = positive(10)
     validations_per_epoch: int = positive(4)
     val_every_steps: int | None = positive(None)
     early_stopping_patience: int = positive(2)
+    early_stopping_min_delta: float = at_least(0.001, 0)
     seed: int = 0
     train_start: str | None = a_date(None)
     train_end: str | None = a_date(None)
@@ -289,6 +290,8 @@ class MlflowSection:
     promote_margin: float = at_least(0.0, 0)
     max_auc_drop: float = at_least(0.01, 0)
     min_positives: int = at_least(50, 1)
+    floor_auc_margin: float = at_least(0.01, 0)
+    floor_logloss_margin: float = at_least(0.0, 0)
 
 
 @dataclass(frozen=True)

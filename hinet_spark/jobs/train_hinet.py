@@ -86,6 +86,9 @@ def summary_table(result, logged: dict) -> str:
     last = result.history[-1] if result.history else {"epoch": -1, "step": 0}
     epochs = (f"best at step {logged['best_step']} (epoch {logged['best_epoch']}) of {last['step']} trained in "
               f"{last['epoch'] + 1} epoch(s), {len(result.history)} validations, {result.train_seconds:.0f} s")
+    if logged.get("best_at_last_validation"):
+        epochs += ("\nbest at the last validation: the validation curve was still rising when train.epochs ran "
+                   "out; more epochs would likely help (MLflow tag best_at_last_validation=true)")
     san = ""
     if logged.get("san"):
         san = (f"\nSAN: the strongest weight of {logged['san']['in_group']}/{logged['san']['of']} scenarios "

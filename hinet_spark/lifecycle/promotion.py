@@ -9,7 +9,11 @@ is judged fairly. The decision:
 * promote when the challenger's mean AUC beats the champion's by more than
   ``mlflow.promote_margin`` and no scenario x task with at least ``mlflow.min_positives``
   positives drops by more than ``mlflow.max_auc_drop``;
-* scenario x tasks with fewer positives are not judged, and are named.
+* scenario x tasks with fewer positives are not judged, and are named;
+* before any of that, the floor (:func:`floor`): a model whose judged validation cells do not
+  beat a trivial predictor (the cell's base rate: AUC 0.5, the base-rate logloss) by
+  ``mlflow.floor_auc_margin`` / ``mlflow.floor_logloss_margin`` is registered but never
+  promoted, not even as the first model; cells below chance are named.
 
 Every alias move (by training, ``promote`` or ``rollback``) is appended, with its reason, to
 the registered model's tag ``champion_history``, so a rollback knows the previous champion.
@@ -76,6 +80,48 @@ class Decision:
     promote: bool
     reason: str
     not_judged: list[str]
+
+
+@dataclass
+class Floor:
+    passed: bool
+    reason: str
+    below_chance: list[str]  # judged cells with AUC < 0.5, by name
+
+
+def base_rate_logloss(positives: int, rows: int) -> float:
+    """The logloss of predicting the cell's own positive rate for every row."""
+    p = positives / rows
+    return 0.0 if p in (0.0, 1.0) else float(-(p * np.log(p) + (1 - p) * np.log(1 - p)))
+
+
+def floor(cfg: Config, val: Evaluation) -> Floor:
+    """Does the model beat a base-rate predictor on its judged validation cells (those with at
+    least ``mlflow.min_positives`` positives)?"""
+    m = cfg.mlflow
+    cells = []
+    for task in TASKS:
+        for s, a in val.auc.get(task, {}).items():
+            n, rows = val.positives.get(task, {}).get(s, 0), val.rows.get(s, 0)
+            if a is not None and n >= m.min_positives and rows:
+                cells.append((task, s, a, val.logloss[task][s], base_rate_logloss(n, rows)))
+    if not cells:
+        return Floor(False, f"no validation scenario x task has mlflow.min_positives {m.min_positives} positives, "
+                            "so nothing shows that the model beats a base-rate predictor", [])
+    below = [f"{s} {t} AUC {a:.4f}" for t, s, a, _, _ in cells if a < 0.5]
+    auc, loss, base = (float(np.mean([c[i] for c in cells])) for i in (2, 3, 4))
+    problems = []
+    if auc <= 0.5 + m.floor_auc_margin:
+        problems.append(f"mean validation AUC {auc:.4f} over {len(cells)} judged scenario x tasks is not above chance "
+                        f"(0.5 + mlflow.floor_auc_margin {m.floor_auc_margin})")
+    if loss >= base - m.floor_logloss_margin:
+        problems.append(f"mean validation logloss {loss:.4f} does not beat the base-rate predictor's {base:.4f} "
+                        f"by more than mlflow.floor_logloss_margin {m.floor_logloss_margin}")
+    tail = f"; below chance: {', '.join(below)}" if below else ""
+    if problems:
+        return Floor(False, "; ".join(problems) + tail, below)
+    return Floor(True, f"above the floor (mean validation AUC {auc:.4f}, logloss {loss:.4f} vs base rate "
+                       f"{base:.4f}){tail}", below)
 
 
 def _split_rows(spark: SparkSession, cfg: Config, samples_version: int, dates: tuple[str, str], max_rows: int,
@@ -188,12 +234,35 @@ def comparison_table(comps: list[Comparison]) -> list[tuple]:
 
 
 def history_lines(cfg: Config) -> list[str]:
-    """The champion moves, oldest first, each saying whether its version still exists."""
+    """The champion moves (and the versions refused at the floor), oldest first, each saying
+    whether its version still exists."""
     alive = existing_versions(cfg)
-    return [f"{e['at']} {e['action']}: version {e['version']}"
-            f"{'' if e['version'] in alive else ' (deleted since)'} replaced {e.get('previous') or 'none'}"
-            f"{'' if not e.get('previous') or e['previous'] in alive else ' (deleted since)'}: {e['reason']}"
-            for e in history(cfg)]
+
+    def gone(v: str | None) -> str:
+        return "" if not v or v in alive else " (deleted since)"
+
+    return [f"{e['at']} {e['action']}: version {e['version']}{gone(e['version'])} "
+            + (f"replaced {e.get('previous') or 'none'}{gone(e.get('previous'))}" if e.get("moved", True)
+               else f"not promoted, champion stays {e.get('previous') or 'none'}")
+            + f": {e['reason']}" for e in history(cfg)]
+
+
+def moves(cfg: Config) -> list[dict]:
+    """The history's alias moves only (not the refusals)."""
+    return [e for e in history(cfg) if e.get("moved", True)]
+
+
+def record_refusal(cfg: Config, version: str, reason: str) -> None:
+    """Append a version that was not promoted at the floor to the history (no alias moves)."""
+    client = MlflowClient()
+    name = cfg.mlflow.registered_model
+    before = current_champion(cfg)
+    entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "action": "train", "moved": False,
+             "version": str(version), "previous": str(before.version) if before is not None else None,
+             "reason": reason}
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps((history(cfg) + [entry])[-50:]))
+    client.set_model_version_tag(name, version, "champion_reason", reason[:5000])
+    logger.warning("%s version %s not promoted: %s", name, version, reason)
 
 
 def set_champion(cfg: Config, version: str, reason: str, action: str) -> dict:
@@ -206,11 +275,10 @@ def set_champion(cfg: Config, version: str, reason: str, action: str) -> dict:
         raise PromotionError(f"{name} has no version {version!r}") from exc
     before = current_champion(cfg)
     client.set_registered_model_alias(name, "champion", version)
-    entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "action": action,
+    entry: dict = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "action": action,
              "version": str(version), "previous": str(before.version) if before is not None else None,
              "reason": reason}
-    moves = history(cfg) + [entry]
-    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(moves[-50:]))
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps((history(cfg) + [entry])[-50:]))
     client.set_model_version_tag(name, version, "champion_reason", reason[:5000])
     logger.info("champion of %s: version %s -> %s (%s: %s)", name, entry["previous"], version, action, reason)
     return entry
@@ -221,18 +289,18 @@ def rollback(cfg: Config, reason: str) -> dict:
     current champion's version was deleted (the alias went with it), to the most recent
     earlier champion that still exists."""
     current = current_champion(cfg)
-    moves = history(cfg)
+    moved = moves(cfg)
     if current is not None:
-        for entry in reversed(moves):
+        for entry in reversed(moved):
             if entry["version"] == str(current.version) and entry.get("previous"):
                 return set_champion(cfg, entry["previous"], reason, "rollback")
         raise PromotionError(f"no earlier champion recorded for version {current.version} of "
                              f"{cfg.mlflow.registered_model}; use promote --version N")
-    if not moves:
+    if not moved:
         raise PromotionError(f"{cfg.mlflow.registered_model} has no champion to roll back (none was ever promoted)")
     alive = existing_versions(cfg)
-    gone = moves[-1]["version"]
-    for entry in reversed(moves):
+    gone = moved[-1]["version"]
+    for entry in reversed(moved):
         for candidate in (entry["version"], entry.get("previous")):
             if candidate and candidate != gone and candidate in alive:
                 return set_champion(cfg, candidate, f"{reason} (champion version {gone} no longer exists)",

@@ -22,10 +22,16 @@ from mlflow.tracking import MlflowClient
 
 from hinet_spark import plots
 from hinet_spark.config import Config, ConfigError, validate_synthetic
-from hinet_spark.lifecycle.promotion import compare_and_decide, comparison_metrics, set_champion
+from hinet_spark.lifecycle.promotion import (
+    compare_and_decide,
+    comparison_metrics,
+    floor,
+    record_refusal,
+    set_champion,
+)
 from hinet_spark.ops.mlflow_store import setup, use_experiment
 from hinet_spark.serving import log_pyfunc, registered_version
-from hinet_spark.train.loop import TrainResult
+from hinet_spark.train.loop import TrainResult, best_at_last_validation, best_record
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +103,10 @@ def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[st
             mlflow.log_metrics({"train_loss": record["train_loss"], "val_auc_mean_step": record["val_auc_mean"],
                                 "samples_per_s": record["samples_per_s"], "epoch": record["epoch"]},
                                step=record["step"])
-        best = max(result.history, key=lambda r: r["val_auc_mean"]) if result.history else {"epoch": -1, "step": -1}
+        best = best_record(result.history)
         best_epoch, best_step = best["epoch"], best["step"]
+        at_last = best_at_last_validation(result.history)
+        mlflow.set_tag("best_at_last_validation", str(at_last).lower())
         mlflow.log_metrics({**result.val.metrics("val"), **result.test.metrics("test"),
                             "train_seconds": result.train_seconds, "best_epoch": float(best_epoch),
                             "best_step": float(best_step),
@@ -125,7 +133,8 @@ def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[st
         with mlflow.start_run(run_id=run_id):
             mlflow.set_tag("champion_decision", decision)
         return {"run_id": run_id, "run_name": run_name, "model_uri": info.model_uri, "version": None, "aliases": [],
-                "decision": decision, "best_epoch": best_epoch, "best_step": best_step, "san": san, "comparison": []}
+                "decision": decision, "best_epoch": best_epoch, "best_step": best_step, "san": san, "comparison": [],
+                "best_at_last_validation": at_last}
     version = registered_version(info, cfg.mlflow.registered_model, run_id)
     aliases, decision, comps = promote(cfg, version, result, spark)
     with mlflow.start_run(run_id=run_id):
@@ -136,7 +145,7 @@ def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[st
                 cfg.mlflow.registered_model, version, aliases)
     return {"run_id": run_id, "run_name": run_name, "model_uri": f"models:/{cfg.mlflow.registered_model}/{version}",
             "version": version, "aliases": aliases, "decision": decision, "best_epoch": best_epoch,
-            "best_step": best_step, "san": san, "comparison": comps}
+            "best_step": best_step, "san": san, "comparison": comps, "best_at_last_validation": at_last}
 
 
 def promote(cfg: Config, version: str, result: TrainResult, spark: Any) -> tuple[list[str], str, list]:
@@ -147,10 +156,18 @@ def promote(cfg: Config, version: str, result: TrainResult, spark: Any) -> tuple
     client.set_registered_model_alias(name, "challenger", version)
     client.set_model_version_tag(name, version, VAL_METRIC, str(result.val.mean_auc))
     aliases = ["challenger"]
+    above = floor(cfg, result.val)
+    if not above.passed:
+        text = f"not promoted: below the floor: {above.reason}"
+        if cfg.mlflow.promote:
+            record_refusal(cfg, version, text)
+        return aliases, text, []
     decision, comps = compare_and_decide(spark, cfg, result)
     text = decision.reason
     if decision.not_judged:
         text += "; not judged: " + ", ".join(decision.not_judged)
+    if above.below_chance:
+        text += "; below chance: " + ", ".join(above.below_chance)
     if not cfg.mlflow.promote:
         text = f"not promoted: promotion is off (--no-promote or mlflow.promote: false); {text}"
     elif decision.promote:

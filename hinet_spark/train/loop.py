@@ -85,6 +85,20 @@ class Payload:
     init_state: dict | None = None  # warm start: the weights to begin from
 
 
+def best_record(history: list[dict]) -> dict:
+    """The validation whose weights the run kept: the last that beat the best before it by more
+    than ``train.early_stopping_min_delta`` (histories without ``kept``: the highest)."""
+    kept = [r for r in history if r.get("kept")]
+    if kept:
+        return kept[-1]
+    return max(history, key=lambda r: r["val_auc_mean"]) if history else {"epoch": -1, "step": -1}
+
+
+def best_at_last_validation(history: list[dict]) -> bool:
+    """The run kept its last validation's weights: the curve was still rising when the budget ended."""
+    return bool(history) and best_record(history) is history[-1]
+
+
 def _device(use_gpu: bool, rank: int) -> torch.device:
     if use_gpu and torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", os.environ.get("HOROVOD_LOCAL_RANK", rank)))
@@ -224,9 +238,10 @@ class RunState:
     history: list[dict] = field(default_factory=list)
     best_state: dict | None = None  # rank 0: the model's weights at the best validation
 
-    def improve(self, val_auc: float, model: torch.nn.Module, rank: int) -> bool:
-        """Record a validation; True when it is the best so far (rank 0 keeps the weights)."""
-        if val_auc > self.best:
+    def improve(self, val_auc: float, model: torch.nn.Module, rank: int, min_delta: float = 0.0) -> bool:
+        """Record a validation; True when it beats the best so far by more than ``min_delta``
+        (rank 0 keeps the weights)."""
+        if val_auc > self.best + min_delta:
             self.best, self.bad = val_auc, 0
             if rank == 0:
                 self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -373,8 +388,8 @@ def _train(p: Payload) -> dict | None:
             record = {"epoch": epoch, "step": epoch * steps + step + 1, "train_loss": loss_exchange.segment(),
                       "val_auc_mean": val_auc, "samples_per_s": seg_steps * t.batch_size * size / seconds,
                       "seconds": seconds}
-            run.history.append(record)
-            improved = run.improve(val_auc, model, rank)
+            improved = run.improve(val_auc, model, rank, t.early_stopping_min_delta)
+            run.history.append({**record, "kept": improved})
             stop = run.bad >= t.early_stopping_patience
             if rank == 0:
                 logger.info("epoch %d step %d/%d: loss %.4f, val mean AUC %.4f%s, %.0f samples/s; %s", epoch,
@@ -389,7 +404,7 @@ def _train(p: Payload) -> dict | None:
             run.save(latest, model, opt, p.fingerprint)
         if stop:
             if rank == 0:
-                best_at = max(run.history, key=lambda r: r["val_auc_mean"])
+                best_at = best_record(run.history)
                 logger.info("early stop in epoch %d: no better validation AUC in %d validations (best %.4f at step "
                             "%d, epoch %d)", epoch, run.bad, run.best, best_at["step"], best_at["epoch"])
             break
