@@ -11,6 +11,8 @@ import sys
 from mlflow.tracking import MlflowClient
 
 from hinet_spark.cli import base_parser, config_from_args, setup_logging
+from hinet_spark.features.build import spec_path
+from hinet_spark.features.spec import FeatureSpec
 from hinet_spark.ops.io import read_table, table_exists, table_location, table_version
 from hinet_spark.ops.mlflow_store import setup, tracking_uri
 from hinet_spark.ops.spark import get_spark
@@ -26,6 +28,15 @@ def main() -> int:
         if key != "synthetic_staging" and table_exists(spark, cfg, key):
             n = read_table(spark, cfg, key).count()
             print(f"  {key:<18} {n:>10,} rows  version {table_version(spark, cfg, key):<3} {table_location(cfg, key)}")
+    if spec_path(cfg).is_file():
+        spec = FeatureSpec.load(spec_path(cfg))
+        if spec.counters:
+            b = spec.behaviour
+            print(f"\nBehaviour counters in feature spec {spec.short_hash}: {len(spec.counters)} "
+                  f"({', '.join(b['counts'] + b['rates'])} of {', '.join(b['entities'])} over "
+                  f"{', '.join(f'{w} d' for w in b['windows'])}), e.g. {', '.join(list(spec.counters)[:3])}")
+        else:
+            print(f"\nBehaviour counters: none in feature spec {spec.short_hash} (features.behaviour.entities)")
     setup(cfg)
     client = MlflowClient()
     name = cfg.mlflow.registered_model
