@@ -33,7 +33,8 @@ SMALL = ["synthetic.enabled=true", "synthetic.days=4", "synthetic.exposures_per_
          "synthetic.calibration_rows_per_scenario=5000", "train.batch_size=512", "train.launcher=local",
          "model.sei_hidden=[32, 16]", "model.cgc_hidden=[32, 16]", "model.tower_hidden=[16]",
          "model.embedding_dim=8", "features.numeric_buckets=8", "mlflow.min_positives=100",
-         "mlflow.max_auc_drop=0.05", "synthetic.log_candidates_day=true"]
+         "mlflow.max_auc_drop=0.05", "synthetic.log_candidates_day=true",
+         "mlflow.floor=false"]  # on in test_promotion_compares_on_the_same_rows, which tests it
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,7 @@ def _random_twin(result, auc: float):
 
 
 def test_promotion_compares_on_the_same_rows(spark, root, tmp_path):
-    cfg = config(root, tmp_path, "train.epochs=2", "train.learning_rate=0.01")
+    cfg = config(root, tmp_path, "train.epochs=2", "train.learning_rate=0.01", "mlflow.floor=true")
     trained = fit(spark, cfg)
     assert trained.val.mean_auc > 0.56  # the premise: a model that has learned
 

@@ -34,6 +34,7 @@ pytestmark = pytest.mark.slow
 DATE = "2026-01-04"  # the candidates day of a 3-day synthetic log
 SMALL = ["synthetic.enabled=true", "synthetic.days=3", "synthetic.exposures_per_day=8000", "synthetic.candidates_per_day=3000",
          "synthetic.calibration_rows_per_scenario=3000", "train.launcher=local", "train.epochs=1",
+         "mlflow.floor=false",  # the scoring is under test, not the model (the floor: test_lifecycle)
          "train.batch_size=256", "train.max_steps_per_epoch=20", "model.sei_hidden=[16]",
          "model.cgc_hidden=[16]", "model.tower_hidden=[8]", "model.embedding_dim=4", "model.sei_experts=2",
          "train.train_start=2026-01-01", "train.train_end=2026-01-01", "train.val_start=2026-01-02",

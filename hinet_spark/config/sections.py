@@ -290,6 +290,7 @@ class MlflowSection:
     promote_margin: float = at_least(0.0, 0)
     max_auc_drop: float = at_least(0.01, 0)
     min_positives: int = at_least(50, 1)
+    floor: bool = True
     floor_auc_margin: float = at_least(0.01, 0)
     floor_logloss_margin: float = at_least(0.0, 0)
 

@@ -345,7 +345,9 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
     claim_spec(spark, cfg, spec, fitted, previous, f"{start}..{end} pid {os.getpid()}")
     where = f"dt >= '{a.isoformat()}' AND dt <= '{b.isoformat()}'"
     written = report.used["raw_exposures"]
-    write_table(samples, cfg, "samples", partition_by=["scenario", "dt"], replace_where=where, rows=written)
+    # a refitted spec may add id columns (behaviour counters turned on): the table gains them
+    write_table(samples, cfg, "samples", partition_by=["scenario", "dt"], replace_where=where, rows=written,
+                merge_schema=fitted)
     write_table(quarantine, cfg, "quarantine", partition_by=["source", "dt"], replace_where=where,
                 rows=sum(sum(r.values()) for r in report.quarantined.values()))
     commit_spec(cfg, spec)  # the current spec switches only now that its samples are committed

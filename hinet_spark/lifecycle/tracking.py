@@ -157,7 +157,7 @@ def promote(cfg: Config, version: str, result: TrainResult, spark: Any) -> tuple
     client.set_model_version_tag(name, version, VAL_METRIC, str(result.val.mean_auc))
     aliases = ["challenger"]
     above = floor(cfg, result.val)
-    if not above.passed:
+    if not above.passed and cfg.mlflow.floor:
         text = f"not promoted: below the floor: {above.reason}"
         if cfg.mlflow.promote:
             record_refusal(cfg, version, text)
