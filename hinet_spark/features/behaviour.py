@@ -38,7 +38,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from hinet_spark.config import Config
+from hinet_spark.config import Config, FeaturesSection
 from hinet_spark.config.sections import BEHAVIOUR_KEYS, BehaviourSection
 from hinet_spark.errors import OperatorError
 from hinet_spark.ops.io import read_table, table_exists, write_table
@@ -100,9 +100,8 @@ class Counters:
                 for what in (*self.counts, *self.rates)]
 
 
-def attribution_days(cfg: Config) -> int:
+def attribution_days(fc: FeaturesSection) -> int:
     """How many days before an event its exposure may be dated (the label windows, in days)."""
-    fc = cfg.features
     return math.ceil((fc.click_window_hours + fc.order_window_hours) / 24)
 
 
@@ -115,8 +114,10 @@ def _key(entity: str) -> Column:
     return F.when(~missing, F.to_json(F.array(*cols)))
 
 
-def _between(col: str, a: dt.date, b: dt.date) -> Column:
-    return (F.col(col) >= F.lit(a.isoformat()).cast("date")) & (F.col(col) <= F.lit(b.isoformat()).cast("date"))
+def in_range(col: str | Column, a: dt.date, b: dt.date) -> Column:
+    """``a <= col <= b`` for a date column (or expression)."""
+    c = F.col(col) if isinstance(col, str) else col
+    return (c >= F.lit(a.isoformat()).cast("date")) & (c <= F.lit(b.isoformat()).cast("date"))
 
 
 def counted_exposures(raw_exposures: DataFrame, scenarios: Sequence[str], key_columns: Sequence[str]) -> DataFrame:
@@ -148,10 +149,10 @@ def aggregate_days(spark: SparkSession, cfg: Config, counters: Counters, dates: 
     """The ``behaviour_daily`` rows of ``dates``: per entity, key and date the exposures, clicks
     and orders, plus the totals row (key ``*``) of every entity and date, zeros included."""
     dates = sorted(set(dates))
-    days = attribution_days(cfg)
+    days = attribution_days(cfg.features)
     key_columns = list(dict.fromkeys(c for e in counters.entities for c in Counters.columns(e)))
     in_dates = F.col("dt").isin(*[d.isoformat() for d in dates])
-    raw = read_table(spark, cfg, "raw_exposures").where(_between("dt", dates[0] - dt.timedelta(days=days), dates[-1]))
+    raw = read_table(spark, cfg, "raw_exposures").where(in_range("dt", dates[0] - dt.timedelta(days=days), dates[-1]))
     exposures = counted_exposures(raw, cfg.scenarios.names, key_columns).persist()
     frames = [exposures.where(in_dates).select("dt", *key_columns, F.lit(1).alias("e"), F.lit(0).alias("c"),
                                                F.lit(0).alias("o"))]
@@ -180,7 +181,7 @@ def aggregated(spark: SparkSession, cfg: Config, counters: Counters, a: dt.date,
     out: dict[str, set[dt.date]] = {e: set() for e in counters.entities}
     if b < a or not table_exists(spark, cfg, "behaviour_daily"):
         return out
-    rows = (read_table(spark, cfg, "behaviour_daily").where(_between("dt", a, b) & (F.col("entity_key") == TOTAL_KEY))
+    rows = (read_table(spark, cfg, "behaviour_daily").where(in_range("dt", a, b) & (F.col("entity_key") == TOTAL_KEY))
             .select("entity", "dt").distinct().collect())
     for r in rows:
         if r["entity"] in out:
@@ -240,7 +241,7 @@ def window_sums(spark: SparkSession, cfg: Config, counters: Counters, a: dt.date
     dated _D-w .. _D-1 (null when the key has no row in that window)."""
     W = counters.max_window
     agg = read_table(spark, cfg, "behaviour_daily").where(
-        _between("dt", a - dt.timedelta(days=W), b - dt.timedelta(days=1))
+        in_range("dt", a - dt.timedelta(days=W), b - dt.timedelta(days=1))
         & F.col("entity").isin(*counters.entities))
     first = F.greatest(F.date_add("dt", 1), F.lit(a.isoformat()).cast("date"))
     last = F.least(F.date_add("dt", W), F.lit(b.isoformat()).cast("date"))

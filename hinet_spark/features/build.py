@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from pyspark.sql import functions as F
 from hinet_spark.config import Config, FeaturesSection
 from hinet_spark.dates import parse_range
 from hinet_spark.errors import OperatorError
-from hinet_spark.features.behaviour import Counters, attach, ensure_days
+from hinet_spark.features.behaviour import Counters, attach, attribution_days, ensure_days, in_range
 from hinet_spark.features.spec import FeatureSpec, FeatureSpecError
 from hinet_spark.features.transforms import (
     apply_spec,
@@ -98,15 +97,10 @@ def spec_archive(cfg: Config, spec_hash: str) -> Path:
     return spec_path(cfg).parent / "feature_specs" / f"{spec_hash}.json"
 
 
-def _in_range(col: str | F.Column, a: dt.date, b: dt.date) -> F.Column:
-    c = F.col(col) if isinstance(col, str) else col
-    return (c >= F.lit(a.isoformat()).cast("date")) & (c <= F.lit(b.isoformat()).cast("date"))
-
-
 def _dated(df: DataFrame, time_col: str, a: dt.date, b: dt.date) -> DataFrame:
     """Rows of the date range by ``dt``, plus rows with a null ``dt`` whose time falls in it
     (they are quarantined as ``bad_dt``, not left invisible)."""
-    return df.where(_in_range("dt", a, b) | (F.col("dt").isNull() & _in_range(F.to_date(time_col), a, b)))
+    return df.where(in_range("dt", a, b) | (F.col("dt").isNull() & in_range(F.to_date(time_col), a, b)))
 
 
 def spec_settings(fc: FeaturesSection) -> dict:
@@ -145,7 +139,7 @@ def settings_differences(spec: FeatureSpec, cfg: Config) -> list[str]:
 
 def late_events(fc: FeaturesSection) -> dt.timedelta:
     """How many days after its exposure's date a click or order can be dated (the windows)."""
-    return dt.timedelta(days=math.ceil((fc.click_window_hours + fc.order_window_hours) / 24))
+    return dt.timedelta(days=attribution_days(fc))
 
 
 def feature_kinds(fc: FeaturesSection) -> dict[str, tuple[str, ...]]:
@@ -205,7 +199,7 @@ def load_or_fit_spec(spark: SparkSession, cfg: Config, good_exposures: DataFrame
     fc = cfg.features
     window = (fc.fit_start or start, fc.fit_end or end)
     a, b = parse_range(*window)
-    fit_rows = good_exposures.where(_in_range("dt", a, b))
+    fit_rows = good_exposures.where(in_range("dt", a, b))
     counters = Counters.from_section(fc.behaviour)
     spec = fit_spec(fit_rows, fc, cfg.scenarios.names, window, counters.to_dict(), counters.feature_names())
     spec = dataclasses.replace(spec, meta={**spec.meta, "settings": spec_settings(fc)})
@@ -282,7 +276,7 @@ def _seen_exposure_ids(spark: SparkSession, cfg: Config, a: dt.date) -> DataFram
     days = cfg.features.dedup_lookback_days
     if days == 0 or not table_exists(spark, cfg, "samples"):
         return None
-    earlier = read_table(spark, cfg, "samples").where(_in_range("dt", a - dt.timedelta(days=days),
+    earlier = read_table(spark, cfg, "samples").where(in_range("dt", a - dt.timedelta(days=days),
                                                                  a - dt.timedelta(days=1)))
     return earlier.select("exposure_id")
 
@@ -316,7 +310,7 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
     _warn_undatable(raw)
 
     # Every exposure an event of this run may point to, one row per id, flagged good or not.
-    around = raw["raw_exposures"].where(_in_range("dt", a - late, b + late))
+    around = raw["raw_exposures"].where(in_range("dt", a - late, b + late))
     good_ids = good.select("exposure_id", F.lit(True).alias("_is_good"))
     exposures_all = (
         around.groupBy("exposure_id").agg(F.min("event_time").alias("event_time"), F.min("dt").alias("dt"))
