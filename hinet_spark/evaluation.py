@@ -51,6 +51,14 @@ class Evaluation:
     positives: dict[str, dict[str, int]] = field(default_factory=dict)  # task -> scenario -> positive rows
     calibration: dict[str, dict[str, list]] = field(default_factory=dict)  # task -> scenario -> curve
     notes: list[str] = field(default_factory=list)
+    # scenario -> share of rows with p_ctcvr > p_ctr (an order implies a click: ranking cannot use them)
+    ctcvr_above_ctr: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ctcvr_above_ctr_all(self) -> float | None:
+        """The share over all rows (scenarios weighed by their rows)."""
+        n = sum(self.rows[s] for s in self.ctcvr_above_ctr)
+        return sum(v * self.rows[s] for s, v in self.ctcvr_above_ctr.items()) / n if n else None
 
     @property
     def mean_auc(self) -> float | None:
@@ -74,6 +82,10 @@ class Evaluation:
         for task, per in self.positives.items():
             for s, n in per.items():
                 out[f"{prefix}_positives.{task}.scenario_{s}"] = float(n)
+        for s, v in self.ctcvr_above_ctr.items():
+            out[f"{prefix}_ctcvr_above_ctr.scenario_{s}"] = v
+        if self.ctcvr_above_ctr_all is not None:
+            out[f"{prefix}_ctcvr_above_ctr.all"] = self.ctcvr_above_ctr_all
         return out
 
 
@@ -87,6 +99,7 @@ def evaluate(scenario: np.ndarray, labels: np.ndarray, probs: np.ndarray,
         if not mask.any():
             ev.notes.append(f"scenario {name}: no rows, no metrics")
             continue
+        ev.ctcvr_above_ctr[name] = float(np.mean(probs[mask, 1] > probs[mask, 0]))
         for j, task in enumerate(TASKS):
             y, p = labels[mask, j], probs[mask, j]
             a = auc(y, p)

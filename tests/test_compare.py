@@ -35,7 +35,15 @@ def test_recommendation_uses_the_baseline_best_on_validation_and_says_which_way(
     assert text.startswith("HiNet vs best baseline (mmoe, chosen on validation): test mean AUC +0.0167 [")
     worse = _comparison({"hinet": [0.70, 0.71, 0.72], "star": [0.72, 0.73, 0.74]}, {"hinet": 0.7, "star": 0.7})
     assert recommendation(worse)[1]["verdict"] == "HiNet is worse"
-    assert "train star (train_hinet --set model.name=star)" in recommendation(worse)[0]
+    worse.chosen = {"star": {"train.learning_rate": "0.003", "model.embedding_dim": "16"}}
+    worse.train_command = "spark-submit jobs/train_hinet.py --conf conf/shop.yaml --end-date 2026-01-08"
+    worse.overrides = {"train.epochs": "4", "model.tower_hidden": "[16, 8]", "model.embedding_dim": "8"}
+    # every setting the model was judged with, the chosen one over the comparison's own --set, quoted
+    assert recommendation(worse)[0].endswith(
+        "; train star with the settings it was judged with: spark-submit jobs/train_hinet.py --conf conf/shop.yaml "
+        "--end-date 2026-01-08 --set train.epochs=4 --set 'model.tower_hidden=[16, 8]' --set model.embedding_dim=16 "
+        "--set model.name=star --set train.learning_rate=0.003")
+    assert "train hinet with the settings it was judged with" in text
     noisy = _comparison({"hinet": [0.70, 0.75, 0.70], "mmoe": [0.72, 0.70, 0.71]}, {"hinet": 0.7, "mmoe": 0.7})
     assert recommendation(noisy)[1]["verdict"] == "not distinguishable"
 
@@ -74,5 +82,16 @@ def test_compare_models_end_to_end(spark, tmp_path, capfd):
     exp = client.get_experiment_by_name("hinet-spark-comparisons")
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1 and runs[0].data.tags["recommendation"].startswith("HiNet vs best baseline")
+    # the recommendation is a command with every setting the runs had
+    command = runs[0].data.tags["recommendation"].split("the settings it was judged with: ")[1]
+    assert command.startswith(f"spark-submit jobs/train_hinet.py --end-date 2026-01-04 --set storage.root={root} ")
+    assert "--set train.max_steps_per_epoch=5 --set train.epochs=1 --set model.name=" in command
+    assert "--set train.learning_rate=0.0" in command
+    # each run's validation curve and where it ended
+    logged = mlflow.artifacts.load_dict(f"{runs[0].info.artifact_uri}/comparison_runs.json")
+    assert len(logged) == 6 and all(r["curve"] and r["curve"][-1]["step"] == 5 for r in logged)
+    assert {(r["model"], r["seed"]) for r in logged} == {("hinet", 0), ("shared_bottom", 0), ("hinet", 1),
+                                                         ("shared_bottom", 1)}
+    assert "| hinet | 1 | train.learning_rate=" in report and "1 epoch(s), 5 steps, best at step" in report
     assert client.search_registered_models() == []  # nothing registered, no alias moved
     assert not any((root / "checkpoints" / "compare").iterdir())  # no run's checkpoints left behind

@@ -11,7 +11,7 @@ import torch
 from hinet_spark.config import load_config
 from hinet_spark.models import MODELS, ModelSpec, build_model
 from hinet_spark.models.hinet import HiNet
-from hinet_spark.models.loss import hinet_loss, scenario_weights
+from hinet_spark.models.loss import esmm_logits, hinet_loss, scenario_weights
 from tests.reference_hinet import LoopHiNet
 
 M, T, F_, V = 6, 2, 5, 40
@@ -40,6 +40,28 @@ def test_every_model_keeps_the_contract(name):
     out.sum().backward()  # differentiable end to end
     model.eval()
     assert model(ids[:3], s[:3]).shape == (3, T)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_esmm_output_is_ctr_times_cvr_and_trains_cvr_through_the_product(name):
+    torch.manual_seed(0)
+    towers = build_model(spec_for(name))
+    esmm = build_model(spec_for(name, task_output="esmm"))
+    esmm.load_state_dict(towers.state_dict())  # the same parameters: only the second tower's meaning changes
+    ids, s = batch()
+    raw, out = towers(ids, s).detach(), esmm(ids, s)
+    p = torch.sigmoid(out)
+    assert torch.equal(out[:, 0].detach(), raw[:, 0])  # CTR untouched
+    expected = torch.sigmoid(raw[:, 0].double()) * torch.sigmoid(raw[:, 1].double())
+    assert torch.allclose(p[:, 1].double(), expected, atol=1e-6)
+    assert (p[:, 1] <= p[:, 0]).all()  # an order implies a click, for every row
+    # the CTCVR term trains both towers through the product (ESMM); the CTR term only the first
+    logits = raw.clone().requires_grad_()
+    (ctcvr_grad,) = torch.autograd.grad(torch.nn.functional.binary_cross_entropy_with_logits(
+        esmm_logits(logits)[:, 1], torch.ones(64)), logits)
+    assert (ctcvr_grad[:, 0].abs() > 0).all() and (ctcvr_grad[:, 1].abs() > 0).all()
+    (ctr_grad,) = torch.autograd.grad(esmm_logits(logits)[:, 0].sum(), logits)
+    assert (ctr_grad[:, 1] == 0).all()
 
 
 def test_unknown_model_name_is_an_error():

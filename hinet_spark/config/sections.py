@@ -236,6 +236,9 @@ class ModelSection:
     n_experts: int = positive(6)  # MMoE / HMoE experts; PLE shared experts = task_shared_experts
     expert_hidden: tuple[int, ...] = widths((128, 64))
     ple_levels: int = positive(2)
+    # towers: the paper's two sigmoid towers (CTR, CTCVR); esmm: the second tower is CVR and
+    # p_ctcvr = p_ctr x p_cvr, trained through the product (Ma et al., SIGIR'18), so p_ctcvr <= p_ctr
+    task_output: str = one_of("towers", "towers", "esmm")
 
 
 @dataclass(frozen=True)
@@ -247,7 +250,7 @@ class TrainSection:
     use_gpu: bool = False
     local_mode: bool = True
     threads_per_worker: int = positive(1)
-    batch_size: int = positive(1024)
+    batch_size: int = positive(2048)  # the global batch: all workers together
     learning_rate: float = positive(0.001)
     weight_decay: float = at_least(0.0, 0)
     epochs: int = positive(10)

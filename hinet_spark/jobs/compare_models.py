@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from hinet_spark.lifecycle.compare import (
     parse_grid,
     recommendation,
     render,
+    run_record,
 )
 from hinet_spark.ops.mlflow_store import tracking_uri, use_experiment
 from hinet_spark.ops.spark import get_spark
@@ -72,6 +74,10 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     logger.info("comparing %s, %d seeds, grid of %d settings per model (%d training runs)", models, args.seeds,
                 len(grid), len(models) * (len(grid) + args.seeds - 1))
     result = compare(spark, cfg, models, args.seeds, grid)
+    result.train_command = " ".join(["spark-submit jobs/train_hinet.py", *(["--conf", shlex.quote(args.conf)] if args.conf else []),
+                                     *(["--end-date", args.end_date] if args.end_date else []),
+                                     *([f"--offset-days {args.offset_days}"] if args.offset_days else [])])
+    result.overrides = dict(o.split("=", 1) for o in args.overrides)
     report = render(result)
     out = Path(args.out or Path(cfg.storage.root) / "comparisons" / f"compare-{result.dates['test'][1]}.md")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +95,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         mlflow.set_tag("recommendation", text[:5000])
         (Path(tmp) / out.name).write_text(report)
         mlflow.log_artifact(str(Path(tmp) / out.name))
+        mlflow.log_dict([run_record(r) for r in [*result.tuning, *(r for r in result.runs if r.seed > 0)]],
+                        "comparison_runs.json")
     logger.info("compare_models done: report %s\n%s", out, report)
     logger.info("recommendation: %s", text)
     return 0

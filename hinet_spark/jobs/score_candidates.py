@@ -66,10 +66,12 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
 
 def summary_table(report) -> str:
     rows = [(s, report.read.get(s, 0), n, report.stats.get("p_ctr", {}).get(s, {}).get("mean"),
-             report.stats.get("p_ctcvr", {}).get(s, {}).get("mean")) for s, n in sorted(report.scored.items())]
+             report.stats.get("p_ctcvr", {}).get(s, {}).get("mean"),
+             None if s not in report.ctcvr_above_ctr else f"{100 * report.ctcvr_above_ctr[s]:.1f}%")
+            for s, n in sorted(report.scored.items())]
     q = sum(report.quarantined.values())
     oov = {c: n for c, n in report.oov.items() if n}
-    return (table(("scenario", "read", "scored", "mean p_ctr", "mean p_ctcvr"), rows)
+    return (table(("scenario", "read", "scored", "mean p_ctr", "mean p_ctcvr", "p_ctcvr > p_ctr"), rows)
             + f"\nquarantined: {f'{q} {report.quarantined}' if q else 'none'}; "
             f"out-of-vocabulary ids: {oov or 'none'}")
 

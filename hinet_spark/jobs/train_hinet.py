@@ -89,6 +89,13 @@ def summary_table(result, logged: dict) -> str:
     if logged.get("best_at_last_validation"):
         epochs += ("\nbest at the last validation: the validation curve was still rising when train.epochs ran "
                    "out; more epochs would likely help (MLflow tag best_at_last_validation=true)")
+    share = result.test.ctcvr_above_ctr_all
+    if share is not None:
+        worst = max(result.test.ctcvr_above_ctr, key=result.test.ctcvr_above_ctr.get)
+        epochs += (f"\np_ctcvr > p_ctr on {100 * share:.1f}% of test rows (most in scenario {worst}: "
+                   f"{100 * result.test.ctcvr_above_ctr[worst]:.1f}%; an order implies a click, "
+                   f"model.task_output: esmm makes it 0)" if share > 0 else
+                   "\np_ctcvr > p_ctr on no test row")
     san = ""
     if logged.get("san"):
         san = (f"\nSAN: the strongest weight of {logged['san']['in_group']}/{logged['san']['of']} scenarios "

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import shlex
 import shutil
 import statistics
 import time
@@ -32,7 +33,7 @@ from hinet_spark.evaluation import auc
 from hinet_spark.models.registry import MODELS
 from hinet_spark.ops.io import read_table, table_exists
 from hinet_spark.tasks import LABELS, SCORES, TASKS
-from hinet_spark.train.loop import fit
+from hinet_spark.train.loop import best_record, fit
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,16 @@ class Run:
     test_logloss: dict[str, dict[str, float]]
     seconds: float
     notes: tuple[str, ...] = ()  # the test evaluation's notes (undefined AUCs)
+    curve: list[dict] = field(default_factory=list)  # the validation points (fit's history)
+
+    @property
+    def budget(self) -> str:
+        """Where the run ended: its epochs and steps, and whether its best point was its last."""
+        if not self.curve:
+            return "n/a"
+        last, best = self.curve[-1], best_record(self.curve)
+        return (f"{last['epoch'] + 1} epoch(s), {last['step']} steps, best at step {best['step']}"
+                + (" (its last: more budget would likely help)" if best is last else ""))
 
 
 @dataclass
@@ -65,6 +76,8 @@ class Comparison:
     runs: list[Run] = field(default_factory=list)
     oracle: dict[str, dict[str, float | None]] | None = None
     seconds: float = 0.0
+    train_command: str = "spark-submit jobs/train_hinet.py"  # the job sets its --conf, --end-date and --set
+    overrides: dict[str, str] = field(default_factory=dict)  # the comparison's own --set (every run had them)
 
 
 def parse_grid(specs: list[str], cfg: Config) -> list[dict[str, str]]:
@@ -105,7 +118,9 @@ def _run(spark: SparkSession, cfg: Config, model: str, seed: int, setting: dict[
                 " ".join(f"{k}={v}" for k, v in setting.items()) or "(config)", result.val.mean_auc or float("nan"),
                 result.test.mean_auc or float("nan"), seconds)
     return Run(model, seed, setting, result.val.mean_auc, result.test.mean_auc, result.test.auc,
-               result.test.logloss, seconds, tuple(result.test.notes))
+               result.test.logloss, seconds, tuple(result.test.notes),
+               [{k: h[k] for k in ("epoch", "step", "train_loss", "val_auc_mean", "kept") if k in h}
+                for h in result.history])
 
 
 def compare(spark: SparkSession, cfg: Config, models: list[str], seeds: int, grid: list[dict[str, str]]
@@ -203,9 +218,24 @@ def recommendation(c: Comparison) -> tuple[str, dict[str, Any]]:
             f"[{lo:+.4f}, {hi:+.4f}] (95% t-interval over {len(diffs)} paired seeds): {verdict}")
     if verdict == "not distinguishable":
         text += "; either serves, prefer the cheaper one or add seeds / data to decide"
-    elif verdict == "HiNet is worse":
-        text += f"; train {best} (train_hinet --set model.name={best}) on this data"
-    return text, {"baseline": best, "mean": mean, "lo": lo, "hi": hi, "verdict": verdict}
+    chosen = best if verdict == "HiNet is worse" else "hinet"
+    command = train_command(c, chosen)
+    text += f"; train {chosen} with the settings it was judged with: {command}"
+    return text, {"baseline": best, "mean": mean, "lo": lo, "hi": hi, "verdict": verdict, "model": chosen,
+                  "command": command}
+
+
+def train_command(c: Comparison, model: str) -> str:
+    """The train_hinet command line that trains ``model`` as the comparison did: its own
+    --set overrides, the model and the setting its grid chose (a later --set wins)."""
+    sets = {**c.overrides, "model.name": model, **c.chosen.get(model, {})}
+    return " ".join([c.train_command, *(f"--set {shlex.quote(f'{k}={v}')}" for k, v in sets.items())])
+
+
+def run_record(r: Run) -> dict[str, Any]:
+    """One training run of a comparison, as its MLflow artifact lists it."""
+    return {"model": r.model, "seed": r.seed, "setting": r.setting, "val_mean_auc": r.val_mean,
+            "test_mean_auc": r.test_mean, "seconds": round(r.seconds, 1), "budget": r.budget, "curve": r.curve}
 
 
 def fmt(values: list[float | None]) -> str:
@@ -262,6 +292,16 @@ def render(c: Comparison) -> str:
         setting = " ".join(f"{k}={v}" for k, v in c.chosen[m].items()) or "(config)"
         lines.append(f"| {m} | {setting} | {best:.4f} | "
                      + ", ".join(f"{r.val_mean or float('nan'):.4f}" for r in tried) + " |")
+    lines += ["", "Where each run ended (its validation curve: the MLflow artifact comparison_runs.json):", "",
+              "| model | seed | setting | budget |", "|---|---|---|---|"]
+    trained = [*c.tuning, *(r for r in c.runs if r.seed > 0)]  # seed 0's chosen run is in both lists
+    for r in trained:
+        setting = " ".join(f"{k}={v}" for k, v in r.setting.items()) or "(config)"
+        lines.append(f"| {r.model} | {r.seed} | {setting} | {r.budget} |")
+    at_last = sum(bool(r.curve) and best_record(r.curve) is r.curve[-1] for r in trained)
+    if at_last:
+        lines += ["", f"{at_last} run(s) had their best validation point at their last: the comparison may "
+                      "under-train them (raise train.epochs, or add it to --grid)."]
     notes = sorted({n for r in c.runs for n in r.notes})
     if notes:
         lines += ["", "Notes (n/a above):", "", *[f"- test: {n}" for n in notes]]

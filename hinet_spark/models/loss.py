@@ -50,3 +50,21 @@ def hinet_loss(logits: torch.Tensor, labels: torch.Tensor, scenario: torch.Tenso
     if task_weights is not None:
         lam = lam * task_weights.to(bce.dtype).unsqueeze(0)
     return (lam * per_scenario).sum()
+
+
+def esmm_logits(logits: torch.Tensor) -> torch.Tensor:
+    """``model.task_output: esmm``: [B, 2] (CTR logit, CVR logit) -> (CTR logit, logit of
+    p_ctr x p_cvr), so Eq. 9's CTCVR term trains the CVR tower through the product over all
+    exposures (ESMM, Ma et al. SIGIR'18) and p_ctcvr <= p_ctr holds for every row.
+
+    Computed in log space: log p = logsigmoid(a) + logsigmoid(b), logit = log p - log(1 - p),
+    with log(1 - p) = log(-expm1(log p)) (exact near p = 1) and log p kept below -1e-7 (a
+    finite logit where both towers saturate)."""
+    log_p = (F.logsigmoid(logits[:, 0]) + F.logsigmoid(logits[:, 1])).clamp(max=-1e-7)
+    return torch.stack([logits[:, 0], log_p - torch.log(-torch.expm1(log_p))], dim=1)
+
+
+def esmm_output(module: torch.nn.Module, inputs: tuple, logits: torch.Tensor) -> torch.Tensor:
+    """The forward hook :func:`hinet_spark.models.build_model` puts on an ESMM model (every
+    architecture keeps its own towers; only what the second one means changes)."""
+    return esmm_logits(logits)

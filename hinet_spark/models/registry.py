@@ -10,6 +10,7 @@ from torch import nn
 from hinet_spark.config import MODEL_NAMES
 from hinet_spark.models.baselines import PLE, STAR, FlatCGC, HMoE, MMoE, SharedBottom
 from hinet_spark.models.hinet import HiNet
+from hinet_spark.models.loss import esmm_output
 from hinet_spark.models.spec import ModelSpec
 
 
@@ -43,7 +44,10 @@ def build_model(spec: ModelSpec) -> nn.Module:
         factory = MODELS[spec.config.name]
     except KeyError:
         raise ValueError(f"model.name: unknown model {spec.config.name!r}; known: {sorted(MODELS)}") from None
-    return factory(spec)
+    model = factory(spec)
+    if spec.config.task_output == "esmm":
+        model.register_forward_hook(esmm_output)
+    return model
 
 
 def count_parameters(model: nn.Module, include_embeddings: bool = True) -> int:

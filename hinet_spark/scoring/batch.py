@@ -73,6 +73,7 @@ class ScoreReport:
     quarantined: dict[str, int] = field(default_factory=dict)  # reason -> rows
     oov: dict[str, int] = field(default_factory=dict)  # categorical feature -> scored rows with the OOV id
     stats: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # task -> scenario -> stat
+    ctcvr_above_ctr: dict[str, float] = field(default_factory=dict)  # scenario -> share of p_ctcvr > p_ctr
     scores_version: int | None = None
     mlflow_run_id: str | None = None
     timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds
@@ -297,7 +298,7 @@ def _stats(report: ScoreReport, written: DataFrame, bins: int) -> tuple[dict[str
     """Mean, p50, p99 per task x scenario into the report; returns rows per scenario and, per
     task x scenario, a histogram over that panel's own range [0, p99.9] (rows above it fall in
     the last bin), so a CTCVR panel with scores near 0.005 is not one bar at 0."""
-    aggs = [F.count("*").alias("_n")]
+    aggs = [F.count("*").alias("_n"), F.mean((F.col("p_ctcvr") > F.col("p_ctr")).cast("double")).alias("_above")]
     for task in SCORES:
         aggs += [F.mean(task).alias(f"{task}|mean"), F.max(task).alias(f"{task}|max"),
                  F.percentile_approx(task, [0.5, 0.99, 0.999], 10000).alias(f"{task}|q")]
@@ -305,6 +306,7 @@ def _stats(report: ScoreReport, written: DataFrame, bins: int) -> tuple[dict[str
     for r in written.groupBy("scenario").agg(*aggs).collect():
         s = str(r["scenario"])
         held[s] = int(r["_n"])
+        report.ctcvr_above_ctr[s] = float(r["_above"])
         for task in SCORES:
             q = r[f"{task}|q"]
             report.stats.setdefault(task, {})[s] = {"mean": float(r[f"{task}|mean"]), "p50": float(q[0]),
@@ -344,6 +346,7 @@ def _log_run(cfg: Config, report: ScoreReport, hist: dict[str, dict[str, dict]])
         metrics.update({f"rows_scored.scenario_{s}": n for s, n in report.scored.items()})
         metrics.update({f"oov.{c}": n for c, n in report.oov.items()})
         metrics.update({f"seconds.{phase}": v for phase, v in report.timings.items()})
+        metrics.update({f"ctcvr_above_ctr.scenario_{s}": v for s, v in report.ctcvr_above_ctr.items()})
         for task, per in report.stats.items():
             for s, st in per.items():
                 metrics.update({f"{task}.{k}.scenario_{s}": v for k, v in st.items()})
@@ -351,7 +354,8 @@ def _log_run(cfg: Config, report: ScoreReport, hist: dict[str, dict[str, dict]])
         summary = Path(tmp) / "score_summary.json"
         summary.write_text(json.dumps({"read": report.read, "scored": report.scored,
                                        "quarantined": report.quarantined, "oov": report.oov,
-                                       "stats": report.stats, "histograms": hist}, indent=2))
+                                       "stats": report.stats, "ctcvr_above_ctr": report.ctcvr_above_ctr,
+                                       "histograms": hist}, indent=2))
         mlflow.log_artifact(str(summary))
         drawn = plots.score_histograms(hist, report.stats, report.date, Path(tmp) / "score_histograms.png")
         if drawn is not None:

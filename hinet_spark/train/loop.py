@@ -25,7 +25,7 @@ import torch
 from pyspark.sql import SparkSession
 
 from hinet_spark.config import Config, ModelSection, TrainSection
-from hinet_spark.errors import OperatorError
+from hinet_spark.errors import ConfigError, OperatorError
 from hinet_spark.evaluation import Evaluation, evaluate
 from hinet_spark.features.build import spec_path
 from hinet_spark.features.spec import FeatureSpec
@@ -333,6 +333,17 @@ def _validate(p: Payload, model: torch.nn.Module, dist: Any, device: torch.devic
     return val_auc
 
 
+def rank_batch(global_batch: int, workers: int) -> int:
+    """Each worker's share of the global batch ``train.batch_size``: the same config means the
+    same global batch, learning rate and optimizer steps per epoch with any launcher and
+    number of workers (the workers' mean gradient is the global batch's)."""
+    if global_batch % workers:
+        raise ConfigError(f"train.batch_size {global_batch} is the global batch of all workers and must divide "
+                          f"evenly among the {workers} workers (e.g. --set train.batch_size="
+                          f"{max(workers, global_batch - global_batch % workers)})")
+    return global_batch // workers
+
+
 def _train(p: Payload) -> dict | None:
     t = p.train
     dist = distribution(t.launcher, t.use_gpu)
@@ -350,19 +361,21 @@ def _train(p: Payload) -> dict | None:
     net = dist.wrap_model(model)
     dist.wrap_optimizer(opt, model)
     weights = torch.tensor(p.loss_weights, device=device)
-    steps = max(1, p.train_rows // (t.batch_size * size))
+    per_rank = rank_batch(t.batch_size, size)  # train.batch_size is the global batch (docs/training.md)
+    steps = max(1, p.train_rows // t.batch_size)
     if t.max_steps_per_epoch:
         steps = min(steps, t.max_steps_per_epoch)
     cols = list(p.feature_columns)
     stream = ShardStream(shard(row_groups(p.train_files), rank, size), ["scenario_idx", *LABELS, *cols],
-                         t.batch_size, t.shuffle_buffer_rows, t.seed, rank)
+                         per_rank, t.shuffle_buffer_rows, t.seed, rank)
     shard_rows = dist.gather(stream.rows)
     if rank == 0:
-        logger.info("training rows per rank: %s (of %d); %d steps per epoch, shuffle buffer %d rows", shard_rows,
-                    p.train_rows, steps, t.shuffle_buffer_rows)
+        logger.info("training rows per rank: %s (of %d); %d steps per epoch of a global batch of %d (%d x %d "
+                    "workers), shuffle buffer %d rows", shard_rows, p.train_rows, steps, t.batch_size, per_rank, size,
+                    t.shuffle_buffer_rows)
     batches = iter(stream)
     checks = validation_steps(steps, t)
-    progress = _Progress(t, steps, checks, t.batch_size * size) if rank == 0 else None
+    progress = _Progress(t, steps, checks, t.batch_size) if rank == 0 else None
     latest = Path(p.checkpoint_dir) / "latest.pt"
     loss_exchange = _LossExchange(dist, device, t.learning_rate)
     stop = False
@@ -386,7 +399,7 @@ def _train(p: Payload) -> dict | None:
             seconds, seg_steps = time.perf_counter() - seg_began, loss_exchange.steps
             val_auc = _validate(p, model, dist, device, progress, epoch, step)
             record = {"epoch": epoch, "step": epoch * steps + step + 1, "train_loss": loss_exchange.segment(),
-                      "val_auc_mean": val_auc, "samples_per_s": seg_steps * t.batch_size * size / seconds,
+                      "val_auc_mean": val_auc, "samples_per_s": seg_steps * t.batch_size / seconds,
                       "seconds": seconds}
             improved = run.improve(val_auc, model, rank, t.early_stopping_min_delta)
             run.history.append({**record, "kept": improved})
@@ -499,6 +512,7 @@ def _fit_locked(spark: SparkSession, cfg: Config, spec: FeatureSpec, names: tupl
                 run_fingerprint: dict, init_state: Any, warm_version: Any) -> TrainResult:
     model_spec = ModelSpec(cfg.model, spec.vocab_sizes, len(names))
     num_shards = cfg.train.num_proc if cfg.train.launcher != "local" else 1
+    rank_batch(cfg.train.batch_size, num_shards)  # refused before any data is written
     began = time.perf_counter()
     val_data = validation_arrays(snap, cfg.train.max_val_rows, cfg.train.seed)
     with materialised_splits(cfg, snap, num_shards) as files:
