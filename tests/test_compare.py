@@ -89,9 +89,11 @@ def test_compare_models_end_to_end(spark, tmp_path, capfd):
     assert "--set train.learning_rate=0.0" in command
     # each run's validation curve and where it ended
     logged = mlflow.artifacts.load_dict(f"{runs[0].info.artifact_uri}/comparison_runs.json")
-    assert len(logged) == 6 and all(r["curve"] and r["curve"][-1]["step"] == 5 for r in logged)
+    assert len(logged) == 6  # at most 5 steps (max_steps_per_epoch), early stopping may end a run sooner
+    assert all(r["curve"] and r["curve"][-1]["step"] <= 5 and r["budget"].startswith(
+        f"1 epoch(s), {r['curve'][-1]['step']} steps, best at step ") for r in logged)
     assert {(r["model"], r["seed"]) for r in logged} == {("hinet", 0), ("shared_bottom", 0), ("hinet", 1),
                                                          ("shared_bottom", 1)}
-    assert "| hinet | 1 | train.learning_rate=" in report and "1 epoch(s), 5 steps, best at step" in report
+    assert "| hinet | 1 | train.learning_rate=" in report and "| 1 epoch(s), " in report
     assert client.search_registered_models() == []  # nothing registered, no alias moved
     assert not any((root / "checkpoints" / "compare").iterdir())  # no run's checkpoints left behind

@@ -54,7 +54,7 @@ def config(root, *extra):
 @pytest.mark.runtime
 @pytest.mark.skipif(not HAS_HOROVOD, reason="this runtime has no Horovod (Databricks 17.3 LTS ML)")
 def test_horovod_two_workers_learn(spark, root, tmp_path):
-    cfg = config(root, "train.launcher=horovod", "train.num_proc=2", "train.epochs=6",
+    cfg = config(root, "train.launcher=horovod", "train.num_proc=2", "train.epochs=6", "train.batch_size=1024",
                  "train.learning_rate=0.003", "train.early_stopping_patience=6",
                  f"train.checkpoint_dir={tmp_path}/ckpt")
     result = fit(spark, cfg)
@@ -71,16 +71,16 @@ def test_horovod_two_workers_learn(spark, root, tmp_path):
     (run_ckpt,) = (tmp_path / "ckpt").iterdir()  # the run's own folder (its fingerprint's hash)
     assert (run_ckpt / "latest.pt").is_file() and (run_ckpt / "epoch-5.pt").is_file()
     # train.batch_size is the global batch: the same config on one process takes the same
-    # optimizer steps at the same validation points (2 x 256 rows there, 512 here) and lands
+    # optimizer steps at the same validation points (2 x 512 rows there, 1024 here) and lands
     # at a validation AUC within 0.01 (the rows meet in another order: shards, shuffles).
     local = fit(spark, dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, launcher="local",
                                                                           checkpoint_dir=str(tmp_path / "local"))))
     assert [h["step"] for h in local.history] == [h["step"] for h in result.history]
     assert abs(local.best_val_auc - result.best_val_auc) < 0.01, (local.best_val_auc, result.best_val_auc)
     assert abs(local.val.mean_auc - result.val.mean_auc) < 0.01
-    with pytest.raises(ConfigError, match=r"train.batch_size 513 is the global batch of all workers and must "
-                                          r"divide evenly among the 2 workers \(e.g. --set train.batch_size=512\)"):
-        fit(spark, dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=513)))
+    with pytest.raises(ConfigError, match=r"train.batch_size 1025 is the global batch of all workers and must "
+                                          r"divide evenly among the 2 workers \(e.g. --set train.batch_size=1024\)"):
+        fit(spark, dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=1025)))
 
 
 @pytest.mark.runtime
@@ -92,7 +92,7 @@ def test_torch_distributor_two_processes_on_executors(spark, root, tmp_path):
                  f"train.checkpoint_dir={tmp_path}/ckpt")
     result = fit(spark, cfg)
     # rank 0 validates mid-epoch while the other rank waits: every point reached, no deadlock
-    steps = 40000 // (512 * 2)
+    steps = 40000 // 512  # train.batch_size is the global batch: 256 rows per process
     points = sorted(s + 1 for s in validation_steps(steps, cfg.train))
     assert len(points) == 2
     assert [h["step"] for h in result.history] == [*points, *(steps + p for p in points)]
