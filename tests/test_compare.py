@@ -40,9 +40,9 @@ def test_recommendation_uses_the_baseline_best_on_validation_and_says_which_way(
     worse.overrides = {"train.epochs": "4", "model.tower_hidden": "[16, 8]", "model.embedding_dim": "8"}
     # every setting the model was judged with, the chosen one over the comparison's own --set, quoted
     assert recommendation(worse)[0].endswith(
-        "; train star with the settings it was judged with: spark-submit jobs/train_hinet.py --conf conf/shop.yaml "
+        "; train star with the settings it was judged with: `spark-submit jobs/train_hinet.py --conf conf/shop.yaml "
         "--end-date 2026-01-08 --set train.epochs=4 --set 'model.tower_hidden=[16, 8]' --set model.embedding_dim=16 "
-        "--set model.name=star --set train.learning_rate=0.003")
+        "--set model.name=star --set train.learning_rate=0.003`")
     assert "train hinet with the settings it was judged with" in text
     noisy = _comparison({"hinet": [0.70, 0.75, 0.70], "mmoe": [0.72, 0.70, 0.71]}, {"hinet": 0.7, "mmoe": 0.7})
     assert recommendation(noisy)[1]["verdict"] == "not distinguishable"
@@ -83,7 +83,7 @@ def test_compare_models_end_to_end(spark, tmp_path, capfd):
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1 and runs[0].data.tags["recommendation"].startswith("HiNet vs best baseline")
     # the recommendation is a command with every setting the runs had
-    command = runs[0].data.tags["recommendation"].split("the settings it was judged with: ")[1]
+    command = runs[0].data.tags["recommendation"].split("the settings it was judged with: ")[1].strip("`")
     assert command.startswith(f"spark-submit jobs/train_hinet.py --end-date 2026-01-04 --set storage.root={root} ")
     assert "--set train.max_steps_per_epoch=5 --set train.epochs=1 --set model.name=" in command
     assert "--set train.learning_rate=0.0" in command

@@ -220,7 +220,7 @@ def recommendation(c: Comparison) -> tuple[str, dict[str, Any]]:
         text += "; either serves, prefer the cheaper one or add seeds / data to decide"
     chosen = best if verdict == "HiNet is worse" else "hinet"
     command = train_command(c, chosen)
-    text += f"; train {chosen} with the settings it was judged with: {command}"
+    text += f"; train {chosen} with the settings it was judged with: `{command}`"
     return text, {"baseline": best, "mean": mean, "lo": lo, "hi": hi, "verdict": verdict, "model": chosen,
                   "command": command}
 
