@@ -167,8 +167,10 @@ class _Progress:
             return
         self.last = now
         done = step + 1
-        logger.info("epoch %d: step %d/%d (%.0f%%), %.0f samples/s, loss %.4f; epoch done in %s; %s", epoch,
-                    done, self.steps, 100 * done / self.steps, self.global_batch / self.per_step, loss,
+        # before the first exchange (step LOSS_SYNC_STEPS) there is no mean loss yet: not "nan"
+        shown = f"{loss:.4f}" if math.isfinite(loss) else f"not yet (first mean at step {LOSS_SYNC_STEPS})"
+        logger.info("epoch %d: step %d/%d (%.0f%%), %.0f samples/s, loss %s; epoch done in %s; %s", epoch,
+                    done, self.steps, 100 * done / self.steps, self.global_batch / self.per_step, shown,
                     _duration((self.steps - done) * self.per_step), self._rest(epoch, step, bad))
 
     def validated(self, val_seconds: float) -> None:
