@@ -107,10 +107,18 @@ def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[st
         best_epoch, best_step = best["epoch"], best["step"]
         at_last = best_at_last_validation(result.history)
         mlflow.set_tag("best_at_last_validation", str(at_last).lower())
+        # The model first, then the run's summary metrics, linked to it (MLflow 3: model_id). Logged
+        # the other way round, MLflow 3.0's log_model re-logs every step-0 metric of the run for the
+        # model, and its sqlite store's duplicate recovery fails past 100 keys (UNIQUE constraint on
+        # metrics; seen with Databricks 17.3's MLflow 3.0.1 and six scenarios).
+        register = cfg.mlflow.registered_model if cfg.mlflow.register else None
+        info = log_pyfunc(result.model, result.model_spec, result.feature_spec, register)
+        linked = {"model_id": info.model_id} if getattr(info, "model_id", None) else {}
         mlflow.log_metrics({**result.val.metrics("val"), **result.test.metrics("test"),
                             "train_seconds": result.train_seconds, "best_epoch": float(best_epoch),
                             "best_step": float(best_step),
-                            **{f"train_rows.scenario_{s}": float(n) for s, n in result.split_counts["train"].items()}})
+                            **{f"train_rows.scenario_{s}": float(n) for s, n in result.split_counts["train"].items()}},
+                           **linked)
         spec_file = tmp_path / "feature_spec.json"
         result.feature_spec.save(spec_file)
         (tmp_path / "history.json").write_text(json.dumps(result.history, indent=2))
@@ -122,10 +130,8 @@ def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[st
         for plot in plots:
             mlflow.log_artifact(str(plot), artifact_path="plots")
         if san is not None:
-            mlflow.log_metric("san.strongest_in_true_group", san["in_group"] / san["of"])
+            mlflow.log_metric("san.strongest_in_true_group", san["in_group"] / san["of"], **linked)
             mlflow.log_dict(san, "san_check.json")
-        register = cfg.mlflow.registered_model if cfg.mlflow.register else None
-        info = log_pyfunc(result.model, result.model_spec, result.feature_spec, register)
         run_id = run.info.run_id
     if not cfg.mlflow.register:
         decision = (f"not registered (mlflow.register: false): a comparison run in experiment "
