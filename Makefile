@@ -4,7 +4,9 @@ PY := .venv/bin/python
 CONF ?= conf/local.yaml
 
 RUNTIME ?= dbr17.3
-RUNTIME_PY := $(HOME)/.cache/hinet-spark/venvs/$(RUNTIME)/bin/python
+# scripts/setup.sh's cache (the environment variable HINET_CACHE moves it)
+HINET_CACHE ?= $(HOME)/.cache/hinet-spark
+RUNTIME_PY := $(HINET_CACHE)/venvs/$(RUNTIME)/bin/python
 
 .PHONY: setup test test-fast test-runtime demo lint wheel clean-data
 
@@ -23,7 +25,7 @@ test-fast: setup
 # RUNTIME=dbr15.4 or dbr17.3. The whole suite runs in the project's own environment (make test).
 test-runtime:
 	bash scripts/setup.sh --runtime $(RUNTIME)
-	PYTHONPATH=$(CURDIR) HINET_JARS_DIR=$(HOME)/.cache/hinet-spark/jars $(RUNTIME_PY) -m pytest -p no:cacheprovider -m runtime \
+	PYTHONPATH=$(CURDIR) HINET_JARS_DIR=$(HINET_CACHE)/jars $(RUNTIME_PY) -m pytest -p no:cacheprovider -m runtime \
 	  tests/test_reader.py tests/test_features.py tests/test_training.py tests/test_scoring.py tests/test_import.py
 
 demo: setup

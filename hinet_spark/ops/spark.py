@@ -42,7 +42,11 @@ DELTA_JARS = (f"delta-spark_{SCALA_BINARY}-{DELTA_VERSION}.jar", f"delta-storage
 
 
 def jars_dir() -> Path:
-    return Path(os.environ.get("HINET_JARS_DIR", Path.home() / ".cache" / "hinet-spark" / "jars"))
+    """$HINET_JARS_DIR, else the jars folder of scripts/setup.sh's cache ($HINET_CACHE, by default
+    ~/.cache/hinet-spark)."""
+    if os.environ.get("HINET_JARS_DIR"):
+        return Path(os.environ["HINET_JARS_DIR"])
+    return Path(os.environ.get("HINET_CACHE", Path.home() / ".cache" / "hinet-spark")) / "jars"
 
 
 def delta_jar_paths() -> list[str]:
