@@ -11,6 +11,7 @@ from pathlib import Path
 from hinet_spark.config import Config, load_config
 from hinet_spark.errors import OperatorError
 from hinet_spark.ops.logs import configure
+from hinet_spark.ops.spark import owns_session, stop_session
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -48,6 +49,10 @@ def run_job(main_body: Callable[[argparse.Namespace, Config], int], args: argpar
     A known failure (an :class:`~hinet_spark.errors.OperatorError`: bad config, a damaged or
     missing table, a concurrent run, bad input) is one ERROR line that names the problem, with
     the traceback at DEBUG; anything else is logged with its traceback.
+
+    Under spark-submit the job ends its session (:func:`~hinet_spark.ops.spark.owns_session`):
+    a session left to the JVM's shutdown hooks makes a standalone cluster log hundreds of
+    ERROR lines (``Master removed our application: FAILED``) after a successful job.
     """
     name = getattr(main_body, "__module__", "job").rsplit(".", 1)[-1]  # hinet_spark.jobs.X -> X
     if name == "__main__":  # run as a script: name the job, not __main__
@@ -55,6 +60,7 @@ def run_job(main_body: Callable[[argparse.Namespace, Config], int], args: argpar
     setup_logging(args.log_level, getattr(args, "verbose", False), name)
     log = logging.getLogger(name)
     cfg = None
+    ends_session = owns_session()
     try:
         cfg = config_from_args(args)
         return int(main_body(args, cfg) or 0)
@@ -68,3 +74,6 @@ def run_job(main_body: Callable[[argparse.Namespace, Config], int], args: argpar
         else:
             log.exception("job failed")
         return 1
+    finally:
+        if ends_session:
+            stop_session()

@@ -66,6 +66,22 @@ def on_cluster() -> bool:
     return bool(os.environ.get("PYSPARK_GATEWAY_PORT") or os.environ.get("DATABRICKS_RUNTIME_VERSION"))
 
 
+def owns_session() -> bool:
+    """True when the job about to run will own its session and should stop it at the end:
+    under spark-submit (not on Databricks, whose session is shared) with no session active yet
+    (a notebook's or a test's session is its owner's to stop)."""
+    if not os.environ.get("PYSPARK_GATEWAY_PORT") or os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return False
+    return SparkSession.getActiveSession() is None
+
+
+def stop_session() -> None:
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        logger.debug("stopping the SparkSession")
+        active.stop()
+
+
 def build_local_session(root: str | Path, *, master: str = "local[2]", app_name: str = "hinet-spark",
                         shuffle_partitions: int = 8, driver_memory: str = "4g",
                         extra_conf: dict[str, str] | None = None) -> SparkSession:

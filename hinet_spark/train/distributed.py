@@ -17,6 +17,7 @@ The training function (:func:`hinet_spark.train.loop.train_worker`) only sees a
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -158,22 +159,44 @@ def before_spark(cfg: Config) -> None:
 
 
 def launch(worker: Callable[[Any], dict | None], payload: Any, cfg: Config) -> dict | None:
-    """Run ``worker(payload)`` on ``train.num_proc`` processes (rank 0's result returned)."""
+    """Run ``worker(payload)`` on ``train.num_proc`` processes (rank 0's result returned).
+
+    Where the processes run on the executors (Horovod; TorchDistributor without
+    ``train.local_mode``), :func:`hinet_spark.ops.shipping.prepare` first checks that the
+    executors can import what training needs, and carries the project to them if they lack only
+    that. Horovod's worker processes run the executors' interpreter (``spark.pyspark.python``),
+    not the driver's path, and their output is streamed to the driver's log."""
     t = cfg.train
+    on_executors = t.launcher == "horovod" or (t.launcher == "torch_distributor" and not t.local_mode)
+    fn, args, unwrap = worker, (payload,), (lambda r: r)
+    spark = None
+    if on_executors:
+        from pyspark.sql import SparkSession
+
+        from hinet_spark.ops import shipping
+
+        spark = SparkSession.getActiveSession()
+        if spark is not None:
+            fn, args, unwrap = shipping.prepare(spark, worker, (payload,),
+                                                ("horovod",) if t.launcher == "horovod" else ())
     if t.launcher == "horovod":
         import horovod.spark
 
-        results = horovod.spark.run(worker, args=(payload,), num_proc=t.num_proc, use_gloo=True,
-                                    start_timeout=600, verbose=HOROVOD_VERBOSE)
-        result = results[0]
+        from hinet_spark.ops.shipping import executor_python
+
+        executable = (executor_python(spark) if spark is not None else None) or sys.executable
+        results = horovod.spark.run(fn, args=args, num_proc=t.num_proc, use_gloo=True, start_timeout=600,
+                                    verbose=HOROVOD_VERBOSE, executable=executable,
+                                    stdout=sys.stdout, stderr=sys.stderr)
+        result = unwrap(results[0])
     elif t.launcher == "torch_distributor":
         from pyspark.ml.torch.distributor import TorchDistributor
 
         logger.info("TorchDistributor: %d processes %s, %s", t.num_proc,
                     "on the driver (train.local_mode)" if t.local_mode else "on the executors",
                     "GPU + NCCL" if t.use_gpu else "CPU + Gloo")
-        result = TorchDistributor(num_processes=t.num_proc, local_mode=t.local_mode, use_gpu=t.use_gpu).run(
-            worker, payload)
+        result = unwrap(TorchDistributor(num_processes=t.num_proc, local_mode=t.local_mode,
+                                         use_gpu=t.use_gpu).run(fn, *args))
     else:
         result = worker(payload)
     return result
