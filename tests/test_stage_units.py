@@ -155,3 +155,19 @@ def test_the_kept_best_needs_a_gain_above_min_delta():
     assert best_record(history)["step"] == 2 and not best_at_last_validation(history)
     assert best_at_last_validation(history[:2])
     assert best_record([{"step": 1, "val_auc_mean": 0.5}, {"step": 2, "val_auc_mean": 0.7}])["step"] == 2  # old runs
+
+
+def test_progress_lines_show_the_last_exchanged_loss_with_its_step_never_nan(caplog):
+    from hinet_spark.train.loop import LOSS_SYNC_STEPS, _Progress
+
+    t = dataclasses.replace(load_config(None).train, progress_seconds=0, epochs=2)
+    progress = _Progress(t, steps=100, checks={99}, global_batch=256)
+    with caplog.at_level("INFO", logger="hinet_spark.train.loop"):
+        progress.step(0, 10, 0.0, (math.nan, (0, 0)), bad=0)  # before the first exchange
+        progress.step(0, 60, 0.0, (0.4123, (0, LOSS_SYNC_STEPS)), bad=0)
+        progress.step(1, 5, 0.0, (0.3988, (0, 100)), bad=0)  # a new epoch before its first exchange
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3 and not any("nan" in line for line in lines)
+    assert f"loss not yet (first mean at step {LOSS_SYNC_STEPS})" in lines[0]
+    assert f"loss 0.4123 (mean of all ranks up to step {LOSS_SYNC_STEPS})" in lines[1]
+    assert "loss 0.3988 (mean of all ranks up to epoch 0 step 100)" in lines[2]

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from pyspark.sql import functions as F
 
 from hinet_spark.config import ConfigError, load_config
 from hinet_spark.features.build import build_samples
@@ -167,8 +168,14 @@ def test_local_resume_continues_and_mlflow_holds_the_run(spark, root, tmp_path, 
 
 
 def test_bad_inputs_are_named(spark, root, tmp_path):
-    with pytest.raises(DataError, match=r"the val split \(2027-01-01..2027-01-01\) .* is empty"):
+    held = read_table(spark, config(root), "samples").agg(F.min("dt"), F.max("dt")).first()
+    with pytest.raises(DataError, match=rf"the val split \(2027-01-01..2027-01-01\) .* is empty: the table holds "
+                       rf"{held[0]}..{held[1]}; set train.val_start/val_end \(or pass --end-date"):
         fit(spark, config(root, "train.val_start=2027-01-01", "train.val_end=2027-01-01"))
+    # the dates derived from a synthetic.days the data was not generated with: the error says so
+    with pytest.raises(DataError, match=r"is empty: .* the split dates came from the synthetic layout \(.*"
+                       r"synthetic.days 40\): pass the --set synthetic.\* the data was generated with, or --end-date"):
+        fit(spark, config(root, "synthetic.days=40"))
     # a samples table without scenario e: an error naming it (train.missing_scenario: error)
     other = tmp_path / "data"
     samples = read_table(spark, config(root), "samples").where("scenario != 'e'")

@@ -158,7 +158,7 @@ class _Progress:
         self.val_s = 0.0
         self.val_in_epoch = 0.0
 
-    def step(self, epoch: int, step: int, began: float, loss: float, bad: int) -> None:
+    def step(self, epoch: int, step: int, began: float, loss: tuple[float, tuple[int, int]], bad: int) -> None:
         now = time.perf_counter()
         if step == 0:
             self.val_in_epoch = 0.0
@@ -167,8 +167,12 @@ class _Progress:
             return
         self.last = now
         done = step + 1
-        # before the first exchange (step LOSS_SYNC_STEPS) there is no mean loss yet: not "nan"
-        shown = f"{loss:.4f}" if math.isfinite(loss) else f"not yet (first mean at step {LOSS_SYNC_STEPS})"
+        # the latest exchanged mean and the step it runs to; before the first exchange there is
+        # none yet (a non-finite loss stops the job at the exchange, it is never shown)
+        loss, (at_epoch, at_step) = loss
+        at = f"step {at_step}" if at_epoch == epoch else f"epoch {at_epoch} step {at_step}"
+        shown = (f"{loss:.4f} (mean of all ranks up to {at})" if math.isfinite(loss)
+                 else f"not yet (first mean at step {LOSS_SYNC_STEPS})")
         logger.info("epoch %d: step %d/%d (%.0f%%), %.0f samples/s, loss %s; epoch done in %s; %s", epoch,
                     done, self.steps, 100 * done / self.steps, self.global_batch / self.per_step, shown,
                     _duration((self.steps - done) * self.per_step), self._rest(epoch, step, bad))
@@ -290,7 +294,7 @@ class _LossExchange:
         self.dist, self.learning_rate = dist, learning_rate
         self.local = torch.zeros((), dtype=torch.float64, device=device)
         self.nonfinite = torch.zeros((), device=device)
-        self.unsynced, self.total, self.steps, self.last = 0, 0.0, 0, math.nan
+        self.unsynced, self.total, self.steps, self.last, self.last_at = 0, 0.0, 0, math.nan, (0, 0)
 
     def add(self, loss: torch.Tensor) -> None:
         lost = loss.detach()
@@ -307,7 +311,7 @@ class _LossExchange:
                 f"{self.unsynced * self.dist.size} steps of all ranks (epoch {epoch}, up to step {step + 1}): stopping "
                 f"(a learning rate too high? train.learning_rate is {self.learning_rate})")
         self.total, self.steps = self.total + total, self.steps + self.unsynced
-        self.last = self.total / self.steps
+        self.last, self.last_at = self.total / self.steps, (epoch, step + 1)
         self.local.zero_()
         self.nonfinite.zero_()
         self.unsynced = 0
@@ -395,7 +399,7 @@ def _train(p: Payload) -> dict | None:
             if loss_exchange.unsynced == LOSS_SYNC_STEPS or step in checks or step == steps - 1:
                 loss_exchange.exchange(epoch, step)
             if progress is not None:
-                progress.step(epoch, step, began, loss_exchange.last, run.bad)
+                progress.step(epoch, step, began, (loss_exchange.last, loss_exchange.last_at), run.bad)
             if step not in checks:
                 continue
             seconds, seg_steps = time.perf_counter() - seg_began, loss_exchange.steps

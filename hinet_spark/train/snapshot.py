@@ -77,6 +77,19 @@ def split_dates(cfg: Config) -> dict[str, tuple[str, str]]:
     return out
 
 
+def _where_the_data_is(samples: DataFrame, cfg: Config, split: str) -> str:
+    """What an empty split's error says besides its dates: the dates the table holds and where
+    the split's dates came from, with what to pass instead."""
+    first, last = samples.agg(F.min("dt"), F.max("dt")).first()
+    held = f"the table holds {first}..{last}" if first is not None else "the table has no rows"
+    t = cfg.train
+    if getattr(t, f"{split}_start") and getattr(t, f"{split}_end"):
+        return f"{held}; set train.{split}_start/{split}_end (or pass --end-date YYYY-MM-DD) to dates it holds"
+    return (f"{held}, but the split dates came from the synthetic layout (synthetic.start_date "
+            f"{cfg.synthetic.start_date}, synthetic.days {cfg.synthetic.days}): pass the --set synthetic.* the "
+            "data was generated with, or --end-date YYYY-MM-DD (test on that day, validate on the day before)")
+
+
 def rolling_split(cfg: Config, end_date: str) -> Config:
     """``cfg`` with the splits of a nightly run ending at ``end_date``: test on that day,
     validation on the day before, training on the ``train.window_days`` days before that."""
@@ -106,7 +119,8 @@ def read_snapshot(spark: SparkSession, cfg: Config, spec: FeatureSpec) -> Snapsh
         df = samples.where((F.col("dt") >= F.lit(a).cast("date")) & (F.col("dt") <= F.lit(b).cast("date")))
         stats = df.groupBy("scenario", "spec_hash").count().collect()
         if not stats:
-            raise DataError(f"the {split} split ({a}..{b}) of samples (version {version}) is empty")
+            raise DataError(f"the {split} split ({a}..{b}) of samples (version {version}) is empty: "
+                            + _where_the_data_is(samples, cfg, split))
         for h in {r["spec_hash"] for r in stats}:
             require_same(spec, h, f"the {split} split of samples (version {version})")
         per = {s: 0 for s in names}
