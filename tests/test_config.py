@@ -170,3 +170,18 @@ def test_synthetic_tables_are_said_by_the_config_not_found_by_looking(tmp_path, 
     assert import_logs.main(["--set", root, "--set", "synthetic.enabled=true", "--mapping", str(mapping),
                              "--date", "2026-01-01"]) == 1
     assert "synthetic.enabled is true: this config says the tables are generate_synthetic's" in capfd.readouterr().err
+
+
+def test_a_databricks_mlflow_uri_without_a_workspace_is_one_line_naming_it(monkeypatch, tmp_path):
+    from hinet_spark.ops.mlflow_store import require_workspace
+
+    cfg = load_config(str(REPO / "conf" / "databricks.yaml"))
+    for var in ("DATABRICKS_RUNTIME_VERSION", "DATABRICKS_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.databrickscfg
+    with pytest.raises(ConfigError, match=r"databricks / databricks-uc name a Databricks workspace, and this machine "
+                                          r"has none configured .* or use conf/local.yaml here"):
+        require_workspace(cfg)
+    monkeypatch.setenv("DATABRICKS_HOST", "https://example.cloud.databricks.com")
+    require_workspace(cfg)  # a configured workspace: MLflow takes it from here
+    require_workspace(load_config(None))  # the local sqlite store needs none

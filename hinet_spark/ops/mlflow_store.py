@@ -5,12 +5,13 @@ the tracking server says (Databricks). Used by training, scoring, evaluation and
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from hinet_spark.config import Config
+from hinet_spark.config import Config, ConfigError
 from hinet_spark.ops.io import StorageError
 
 
@@ -20,7 +21,23 @@ def tracking_uri(cfg: Config) -> str:
     return f"sqlite:///{(Path(cfg.storage.root) / 'mlflow.db').resolve()}"
 
 
+def require_workspace(cfg: Config) -> None:
+    """A ``databricks`` tracking or registry URI outside Databricks needs a workspace to talk to
+    (``DATABRICKS_HOST`` and a token, or a ``~/.databrickscfg`` profile); without one, MLflow's
+    failure is a credentials traceback deep in its client. Name the cause instead."""
+    uris = [u for u in (cfg.mlflow.tracking_uri, cfg.mlflow.registry_uri) if u and u.startswith("databricks")]
+    if not uris or os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return
+    if os.environ.get("DATABRICKS_HOST") or (Path.home() / ".databrickscfg").is_file():
+        return
+    raise ConfigError(
+        f"mlflow.tracking_uri/registry_uri {' / '.join(uris)} name a Databricks workspace, and this machine has none "
+        "configured (no DATABRICKS_RUNTIME_VERSION, DATABRICKS_HOST or ~/.databrickscfg): run the job on Databricks "
+        "(databricks.yml), set DATABRICKS_HOST and DATABRICKS_TOKEN, or use conf/local.yaml here")
+
+
 def setup(cfg: Config) -> None:
+    require_workspace(cfg)
     mlflow.set_tracking_uri(tracking_uri(cfg))
     mlflow.set_registry_uri(cfg.mlflow.registry_uri or tracking_uri(cfg))
     # MLflow 2.x (15.4 LTS ML's 2.13.1) creates its sqlite store's default artifact root,
