@@ -155,6 +155,40 @@ orders: {{flag: buy}}
         [("feed", 1.0, 1.0), ("banner", 0.5, 0.0)]
 
 
+def test_flags_as_conditions_and_epoch_placeholders(spark, tmp_path):
+    """A click defined by a condition on their columns (rating >= 4), and a history partitioned by
+    epoch seconds read by ``{start_s}``/``{end_s}``: no column made beforehand, no literal by hand."""
+    day = 1767225600  # 2026-01-01 00:00 UTC
+    rows = [{"id": "a", "at": day + 10, "slot": "feed", "u": 1, "rating": 5, "paid": True},
+            {"id": "b", "at": day + 20, "slot": "banner", "u": 2, "rating": 4, "paid": False},
+            {"id": "c", "at": day + 30, "slot": "banner", "u": 3, "rating": 2, "paid": True},
+            {"id": "n", "at": day + 40, "slot": "feed", "u": 5, "rating": None, "paid": None},
+            {"id": "old", "at": day - 10, "slot": "feed", "u": 4, "rating": 5, "paid": True},
+            {"id": "next", "at": day + 86400, "slot": "feed", "u": 6, "rating": 5, "paid": True}]
+    spark.createDataFrame(pd.DataFrame(rows)).write.parquet(str(tmp_path / "log"))
+    text = f"""
+exposures:
+  source: {{path: {tmp_path / 'log'}, format: parquet}}
+  columns: {{exposure_id: id, user_id: u, scenario: slot, event_time: at}}
+  defaults: {{request_id: none, item_id: none}}
+  time: {{unit: s}}
+  where: "at >= {{start_s}} AND at < {{end_s}}"
+clicks: {{flag: "rating >= 4"}}
+orders: {{flag: "rating >= 4 AND paid"}}
+"""
+    cfg = cfg_for(tmp_path, "features.numeric=[]", "features.categorical=[]")
+    report = import_logs(spark, cfg, load_mapping(write_mapping(tmp_path / "cond.yaml", text), cfg),
+                         "2026-01-01", "2026-01-01")
+    assert report.counts["raw_exposures"] == {"read": 4, "imported": 4, "quarantined": 0, "outside": 0}
+    clicks = sorted(r["exposure_id"] for r in read_table(spark, cfg, "raw_clicks").collect())
+    orders = sorted(r["exposure_id"] for r in read_table(spark, cfg, "raw_orders").collect())
+    assert clicks == ["a", "b"] and orders == ["a"]  # a null rating is no click
+    bad = write_mapping(tmp_path / "bad.yaml", text.replace('"rating >= 4"', '"ratng >= 4"'))
+    with pytest.raises(MappingError, match=r"clicks.flag: 'ratng >= 4' is neither a column of parquet .* nor a SQL "
+                                           r"condition on its columns .*its columns: \['at', 'id', 'paid', 'rating'"):
+        import_logs(spark, cfg, load_mapping(bad, cfg), "2026-01-01", "2026-01-01")
+
+
 @pytest.mark.parametrize("text, key, problem", [
     ("exposures: {source: {path: x, format: orc}}", "exposures.source", "expected {table: NAME}"),
     ("exposures: {source: {table: t}, colums: {}}", "exposures.colums", "unknown key"),

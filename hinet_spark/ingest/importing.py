@@ -93,7 +93,7 @@ class Section:
     defaults: dict[str, Any]
     features: dict[str, str]  # their column -> feature column
     where: str | None = None
-    flag: str | None = None  # clicks/orders as a flag column of the exposures source
+    flag: str | None = None  # clicks/orders as a flag column of the exposures source, or a SQL condition on it
 
 
 @dataclass(frozen=True)
@@ -367,8 +367,6 @@ def _contract_frame(m: Mapping, section: Section, df: DataFrame, cfg: Config, ex
     schema = load_schema(contract)
     missing = [(f"{section.name}.columns.{c}", v) for c, v in section.columns.items() if v not in df.columns]
     missing += [(f"{section.name}.features.{c}", c) for c in section.features if c not in df.columns]
-    if section.flag is not None and section.flag not in df.columns:
-        missing.append((f"{section.name}.flag", section.flag))
     if missing:
         key, col = missing[0]
         raise m.fail(key, f"{col!r} is not a column of {_describe(section)} (its columns: {sorted(df.columns)})")
@@ -412,7 +410,7 @@ def _contract_frame(m: Mapping, section: Section, df: DataFrame, cfg: Config, ex
     dst = F.when(ambiguous, "ambiguous").when(nonexistent, "nonexistent")
     tagged = df.select(*[v.alias(k) for k, v in out.items()], F.to_json(F.struct(*their_cols)).alias("_record"),
                        first_reason(checks).alias("_reason"), dst.alias("_dst"),
-                       *[F.col(f"`{s.flag}`").alias(f"_flag_{s.name}") for s in m.sections.values()
+                       *[flag_value(m, s, df).alias(f"_flag_{s.name}") for s in m.sections.values()
                          if exposures and s.flag is not None])
     return tagged.withColumn("dt", F.to_date(time_col))
 
@@ -434,9 +432,26 @@ def _describe(section: Section) -> str:
     return f"table {src['table']}" if "table" in src else f"{src.get('format')} {src.get('path')}"
 
 
+def flag_value(m: Mapping, section: Section, df: DataFrame) -> Column:
+    """``<section>.flag`` on the exposure rows: a column of theirs (true, 1, yes), or else a SQL
+    condition on their columns (``rating >= 4``), true where it holds and false where it does not
+    or is null. One that is neither stops the import naming the key."""
+    if section.flag in df.columns:
+        return F.col(f"`{section.flag}`")
+    condition = F.coalesce(F.expr(section.flag).cast("boolean"), F.lit(False))
+    try:
+        df.select(condition).schema  # analysed now: an unknown column or bad SQL fails here, not mid-write
+    except Exception as exc:  # AnalysisException, ParseException
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise m.fail(f"{section.name}.flag", f"{section.flag!r} is neither a column of {_describe(m.sections['exposures'])}"
+                                             f" nor a SQL condition on its columns ({first}); its columns: "
+                                             f"{sorted(df.columns)}") from None
+    return condition
+
+
 def _flag_events(exposures: DataFrame, name: str) -> DataFrame:
-    """Clicks or orders given as a flag on the exposure rows (true, 1, 'yes'): one event per
-    flagged, well-formed exposure, at the exposure's time."""
+    """Clicks or orders given as a flag on the exposure rows (true, 1, 'yes', or a condition that
+    holds: :func:`flag_value`): one event per flagged, well-formed exposure, at its time."""
     time_col = SOURCES[name][1]
     flag = F.lower(F.col(f"_flag_{name}").cast("string")).isin("true", "1", "yes", "y")
     cols = [F.col("exposure_id"), F.col("event_time").alias(time_col)]
