@@ -18,7 +18,13 @@ from mlflow.tracking import MlflowClient
 
 from hinet_spark.config import Config
 
-HISTORY_TAG = "champion_history"  # registered-model tag: the champion moves (JSON list, the last 50)
+HISTORY_TAG = "champion_history"  # registered-model tag of older versions: the champion moves (JSON, last 50)
+HISTORY_FIELDS = ("at", "action", "moved", "version", "previous", "reason")
+
+
+def history_experiment(cfg: Config) -> str:
+    """The MLflow experiment that holds the champion history: one run per move or refusal."""
+    return f"{cfg.mlflow.experiment}-champion-history"
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -66,9 +72,25 @@ def resolve(cfg: Config, ref: str) -> ModelRef:
 
 
 def history(cfg: Config) -> list[dict]:
-    """The champion moves recorded on the registered model, oldest first."""
-    model = MlflowClient().get_registered_model(cfg.mlflow.registered_model)
-    return json.loads(model.tags.get(HISTORY_TAG, "[]"))
+    """The champion moves and refusals of the registered model, oldest first: the runs of
+    :func:`history_experiment` whose move completed (``hinet.state`` done), after the entries an
+    older version of this project kept in the registered model's ``champion_history`` tag."""
+    client, name = MlflowClient(), cfg.mlflow.registered_model
+    legacy = json.loads(client.get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
+    exp = client.get_experiment_by_name(history_experiment(cfg))
+    if exp is None:
+        return legacy
+    runs = client.search_runs([exp.experiment_id], f"tags.`hinet.registered_model` = '{name}' and "
+                              "tags.`hinet.state` = 'done'", order_by=["attributes.start_time DESC"],
+                              max_results=1000)
+    entries = []
+    for run in reversed(runs):
+        tags = run.data.tags
+        entry = {k: tags.get(f"hinet.{k}") for k in HISTORY_FIELDS}
+        entry["moved"] = entry["moved"] == "true"
+        entry["previous"] = entry["previous"] or None
+        entries.append(entry)
+    return legacy + entries
 
 
 def existing_versions(cfg: Config) -> set[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 
 import pandas as pd
 import pytest
@@ -17,7 +18,7 @@ from hinet_spark.features.build import EmptyInputError, build_samples
 from hinet_spark.features.spec import FeatureSpec
 from hinet_spark.lifecycle.promotion import PromotionError, history_lines, rollback, set_champion
 from hinet_spark.lifecycle.tracking import log_training
-from hinet_spark.model_refs import history, missing_champion
+from hinet_spark.model_refs import history, history_experiment, missing_champion
 from hinet_spark.models import build_model
 from hinet_spark.ops.io import read_table, table_location
 from hinet_spark.ops.mlflow_store import setup
@@ -138,6 +139,32 @@ def test_promotion_compares_on_the_same_rows(spark, root, tmp_path):
     assert history(cfg)[0]["moved"] is False  # the refusal: a rollback never goes back to it
     with pytest.raises(PromotionError, match="no version '99'"):
         set_champion(cfg, "99", "no such", "promote")
+
+    # the history is one MLflow run per entry, not a registered-model tag that grows with each move
+    client = mlflow.MlflowClient()
+    assert "champion_history" not in client.get_registered_model("hinet").tags
+    runs = client.search_runs([client.get_experiment_by_name(history_experiment(cfg)).experiment_id])
+    assert sorted(r.info.run_name for r in runs) == sorted(
+        f"{h['action']}-v{h['version']}" for h in history(cfg))
+    assert {r.data.tags["mlflow.note.content"] for r in runs} == {h["reason"][:5000] for h in history(cfg)}
+    # written before the alias moves: a move that fails leaves a failed entry, not counted
+    before = history(cfg)
+
+    def refuse(*_):
+        raise mlflow.exceptions.MlflowException("registry unavailable")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mlflow.MlflowClient, "set_registered_model_alias", refuse)
+        with pytest.raises(mlflow.exceptions.MlflowException, match="registry unavailable"):
+            set_champion(cfg, third["version"], "test: the registry fails", "promote")
+    assert history(cfg) == before
+    failed = client.search_runs([runs[0].info.experiment_id], "tags.`hinet.state` = 'failed'")
+    assert [r.data.tags["hinet.reason"] for r in failed] == ["test: the registry fails"]
+    # an older version's history tag is still read, before the runs
+    legacy = [{"at": "2026-01-01T00:00:00+00:00", "action": "train", "version": "1", "previous": None,
+               "reason": "kept by an older version"}]
+    client.set_registered_model_tag("hinet", "champion_history", json.dumps(legacy))
+    assert history(cfg) == legacy + before
 
 
 def test_warm_start_loads_the_champion_and_trains_on_recent_days(spark, root, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import shutil
 
 import mlflow
@@ -131,10 +132,18 @@ def test_local_resume_continues_and_mlflow_holds_the_run(spark, root, tmp_path, 
     plots = {a.path for a in mlflow.MlflowClient().list_artifacts(logged["run_id"], "plots")}
     assert plots == {"plots/san_heatmap.png", "plots/auc_by_scenario.png", "plots/calibration_val.png",
                      "plots/calibration_test.png"}
-    assert run.info.run_name == "train-2026-01-04" and "best_epoch" in run.data.metrics
+    assert run.info.run_name == "train-hinet-2026-01-04" and "best_epoch" in run.data.metrics
     assert run.data.metrics["test_rows.scenario_a"] == resumed.test.rows["a"]
     assert run.data.metrics["val_positives.ctr.scenario_b"] == resumed.val.positives["ctr"]["b"] > 0
     assert run.data.tags["champion_decision"].startswith("promoted: there is no champion yet")
+    # what the UI shows: the decision as the description, the run's duration covering training,
+    # the samples table at the version read as the run's dataset
+    assert run.data.tags["mlflow.note.content"] == f"Champion decision: {run.data.tags['champion_decision']}"
+    assert run.info.start_time == int(resumed.started_at * 1000)
+    assert (run.info.end_time - run.info.start_time) / 1000 >= resumed.train_seconds
+    (dataset,) = [d.dataset for d in run.inputs.dataset_inputs]
+    assert dataset.name == f"samples@v{resumed.samples_version}" and dataset.source_type == "delta_table"
+    assert int(json.loads(dataset.source)["delta_table_version"]) == resumed.samples_version
 
     # a comparison run (train_hinet --compare): its own experiment, the registry untouched
     client = mlflow.MlflowClient()

@@ -440,7 +440,7 @@ def flag_value(m: Mapping, section: Section, df: DataFrame) -> Column:
         return F.col(f"`{section.flag}`")
     condition = F.coalesce(F.expr(section.flag).cast("boolean"), F.lit(False))
     try:
-        df.select(condition).schema  # analysed now: an unknown column or bad SQL fails here, not mid-write
+        _ = df.select(condition).schema  # analysed now: an unknown column or bad SQL fails here, not mid-write
     except Exception as exc:  # AnalysisException, ParseException
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise m.fail(f"{section.name}.flag", f"{section.flag!r} is neither a column of {_describe(m.sections['exposures'])}"

@@ -4,8 +4,8 @@
     python jobs/manage_model.py --conf conf/local.yaml rollback --reason "scores drifted after v5"
     python jobs/manage_model.py --conf conf/local.yaml history
 
-Every move (by training or by hand) is recorded with its reason in the registered model's
-tag ``champion_history``; ``rollback`` returns champion to the version it replaced. Scoring
+Every move (by training or by hand) is recorded with its reason, one MLflow run per move in
+the experiment ``<mlflow.experiment>-champion-history``; ``rollback`` returns champion to the version it replaced. Scoring
 uses ``champion`` from its next run. Exit code 1 on any error.
 """
 

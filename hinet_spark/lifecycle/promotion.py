@@ -15,14 +15,14 @@ is judged fairly. The decision:
   ``mlflow.floor_auc_margin`` / ``mlflow.floor_logloss_margin`` is registered but never
   promoted, not even as the first model; cells below chance are named.
 
-Every alias move (by training, ``promote`` or ``rollback``) is appended, with its reason, to
-the registered model's tag ``champion_history``, so a rollback knows the previous champion.
+Every alias move (by training, ``promote`` or ``rollback``) and every refusal at the floor is
+an MLflow run in ``<experiment>-champion-history`` (:func:`begin_record`), written before the
+alias moves, so a rollback knows the previous champion.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -41,9 +41,10 @@ from hinet_spark.errors import OperatorError
 from hinet_spark.evaluation import Evaluation, evaluate
 from hinet_spark.features.spec import FeatureSpec
 from hinet_spark.features.transforms import apply_spec
-from hinet_spark.model_refs import HISTORY_TAG, existing_versions, history
+from hinet_spark.model_refs import HISTORY_FIELDS, existing_versions, history, history_experiment
 from hinet_spark.model_refs import champion as current_champion
 from hinet_spark.ops.io import read_table, table_location
+from hinet_spark.ops.mlflow_store import ensure_experiment
 from hinet_spark.tasks import LABELS, SCORES, TASKS
 
 logger = logging.getLogger(__name__)
@@ -252,6 +253,26 @@ def moves(cfg: Config) -> list[dict]:
     return [e for e in history(cfg) if e.get("moved", True)]
 
 
+def begin_record(cfg: Config, entry: dict) -> str:
+    """Open the history run of one move or refusal (state ``pending``): one MLflow run in
+    :func:`~hinet_spark.model_refs.history_experiment`, its fields as tags, its reason also as
+    the run's description; no entry can outgrow a tag and the history has no size limit."""
+    client = MlflowClient()
+    fields = {**entry, "moved": str(entry.get("moved", True)).lower(), "previous": entry.get("previous") or ""}
+    tags = {f"hinet.{k}": str(fields[k])[:5000] for k in HISTORY_FIELDS}
+    tags.update({"hinet.registered_model": cfg.mlflow.registered_model, "hinet.state": "pending",
+                 "mlflow.note.content": entry["reason"][:5000]})
+    run = client.create_run(ensure_experiment(cfg, history_experiment(cfg)), tags=tags,
+                            run_name=f"{entry['action']}-v{entry['version']}")
+    return run.info.run_id
+
+
+def end_record(run_id: str, state: str) -> None:
+    client = MlflowClient()
+    client.set_tag(run_id, "hinet.state", state)
+    client.set_terminated(run_id, "FINISHED" if state == "done" else "FAILED")
+
+
 def record_refusal(cfg: Config, version: str, reason: str) -> None:
     """Append a version that was not promoted at the floor to the history (no alias moves)."""
     client = MlflowClient()
@@ -260,8 +281,9 @@ def record_refusal(cfg: Config, version: str, reason: str) -> None:
     entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "action": "train", "moved": False,
              "version": str(version), "previous": str(before.version) if before is not None else None,
              "reason": reason}
-    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps((history(cfg) + [entry])[-50:]))
+    record = begin_record(cfg, entry)
     client.set_model_version_tag(name, version, "champion_reason", reason[:5000])
+    end_record(record, "done")
     logger.warning("%s version %s not promoted: %s", name, version, reason)
 
 
@@ -274,11 +296,16 @@ def set_champion(cfg: Config, version: str, reason: str, action: str) -> dict:
     except mlflow.exceptions.MlflowException as exc:
         raise PromotionError(f"{name} has no version {version!r}") from exc
     before = current_champion(cfg)
-    client.set_registered_model_alias(name, "champion", version)
     entry: dict = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "action": action,
-             "version": str(version), "previous": str(before.version) if before is not None else None,
-             "reason": reason}
-    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps((history(cfg) + [entry])[-50:]))
+                   "version": str(version), "previous": str(before.version) if before is not None else None,
+                   "reason": reason}
+    record = begin_record(cfg, entry)  # written before the alias moves; counted once the move is done
+    try:
+        client.set_registered_model_alias(name, "champion", version)
+    except Exception:
+        end_record(record, "failed")
+        raise
+    end_record(record, "done")
     client.set_model_version_tag(name, version, "champion_reason", reason[:5000])
     logger.info("champion of %s: version %s -> %s (%s: %s)", name, entry["previous"], version, action, reason)
     return entry

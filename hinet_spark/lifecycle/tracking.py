@@ -84,13 +84,21 @@ def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[st
     from pyspark.sql import SparkSession
 
     setup(cfg)
+    experiment = cfg.mlflow.experiment
     if not cfg.mlflow.register:  # a comparison run: its own experiment, the registry untouched
-        use_experiment(cfg, f"{cfg.mlflow.experiment}-comparisons")
+        experiment = f"{cfg.mlflow.experiment}-comparisons"
+        use_experiment(cfg, experiment)
     spark = spark or SparkSession.getActiveSession()
     names = tuple(cfg.scenarios.names)
     test_day = result.split_dates["test"][1]
-    run_name = f"train-{test_day}" if cfg.mlflow.register else f"compare-{cfg.model.name}-{test_day}"
-    with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
+    run_name = f"{'train' if cfg.mlflow.register else 'compare'}-{cfg.model.name}-{test_day}"
+    # the run starts when training started: its duration in the UI is the training's, not the logging's
+    from mlflow.tracking.context.registry import resolve_tags  # start_run's tags: user, source, git
+
+    created = MlflowClient().create_run(mlflow.get_experiment_by_name(experiment).experiment_id,
+                                        start_time=int(result.started_at * 1000) or None, run_name=run_name,
+                                        tags=resolve_tags({"mlflow.runName": run_name}))
+    with mlflow.start_run(run_id=created.info.run_id) as run, tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         params = cfg.flat()
         params.update({"data.samples_version": str(result.samples_version),
@@ -99,6 +107,7 @@ def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[st
                        **{f"data.{k}_dates": f"{a}..{b}" for k, (a, b) in result.split_dates.items()},
                        **{f"loss.lambda.{s}": f"{w:.4f}" for s, w in zip(names, result.loss_weights)}})
         mlflow.log_params({k: v[:500] for k, v in params.items()})
+        log_samples_input(cfg, result, spark)
         for record in result.history:  # one record per validation, at its global step
             mlflow.log_metrics({"train_loss": record["train_loss"], "val_auc_mean_step": record["val_auc_mean"],
                                 "samples_per_s": record["samples_per_s"], "epoch": record["epoch"]},
@@ -137,14 +146,14 @@ def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[st
         decision = (f"not registered (mlflow.register: false): a comparison run in experiment "
                     f"{cfg.mlflow.experiment}-comparisons; {cfg.mlflow.registered_model} and its aliases untouched")
         with mlflow.start_run(run_id=run_id):
-            mlflow.set_tag("champion_decision", decision)
+            describe_run(decision)
         return {"run_id": run_id, "run_name": run_name, "model_uri": info.model_uri, "version": None, "aliases": [],
                 "decision": decision, "best_epoch": best_epoch, "best_step": best_step, "san": san, "comparison": [],
                 "best_at_last_validation": at_last}
     version = registered_version(info, cfg.mlflow.registered_model, run_id)
     aliases, decision, comps = promote(cfg, version, result, spark)
     with mlflow.start_run(run_id=run_id):
-        mlflow.set_tag("champion_decision", decision[:5000])
+        describe_run(decision)
         if comps:
             mlflow.log_metrics(comparison_metrics(comps))
     logger.debug("MLflow run %s (%s), model %s version %s, aliases %s", run_id, run_name,
@@ -152,6 +161,31 @@ def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[st
     return {"run_id": run_id, "run_name": run_name, "model_uri": f"models:/{cfg.mlflow.registered_model}/{version}",
             "version": version, "aliases": aliases, "decision": decision, "best_epoch": best_epoch,
             "best_step": best_step, "san": san, "comparison": comps, "best_at_last_validation": at_last}
+
+
+def describe_run(decision: str) -> None:
+    """The champion decision as the run's tag and, in full, its description (the UI's Description
+    box; a tag value shows truncated)."""
+    mlflow.set_tag("champion_decision", decision[:5000])
+    mlflow.set_tag("mlflow.note.content", f"Champion decision: {decision}"[:5000])
+
+
+def log_samples_input(cfg: Config, result: TrainResult, spark: Any) -> None:
+    """The samples table at the version training read, as the run's MLflow dataset (Delta source
+    and version: the run's Inputs, and ``mlflow.data`` can load exactly those rows again)."""
+    from hinet_spark.ops.io import table_location
+
+    if spark is None:
+        return
+    where = table_location(cfg, "samples")
+    by = {"table_name": where} if cfg.storage.catalog_schema else {"path": where}
+    try:
+        dataset = mlflow.data.load_delta(**by, version=str(result.samples_version), name=f"samples@v{result.samples_version}",
+                                         digest=f"v{result.samples_version}-{result.feature_spec.hash[:12]}")
+        mlflow.log_input(dataset, context="training")
+    except Exception as exc:  # noqa: BLE001 - the model is worth more than its lineage record
+        logger.warning("the samples table (version %s) was not attached to the run as an MLflow dataset: %s",
+                       result.samples_version, str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
 
 
 def promote(cfg: Config, version: str, result: TrainResult, spark: Any) -> tuple[list[str], str, list]:

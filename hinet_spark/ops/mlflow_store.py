@@ -69,11 +69,18 @@ def use_experiment(cfg: Config, name: str) -> None:
     under this ``storage.root``: a root copied with ``cp -r`` carries an ``mlflow.db`` whose
     experiments still point at the original's absolute paths, and its runs would write there.
     """
+    ensure_experiment(cfg, name)
+    mlflow.set_experiment(name)
+
+
+def ensure_experiment(cfg: Config, name: str) -> str:
+    """The id of experiment ``name``, created with :func:`artifact_root` when new (see
+    :func:`use_experiment`); the active experiment stays what it was."""
     root = artifact_root(cfg)
     exp = mlflow.get_experiment_by_name(name)
     if exp is None:
-        MlflowClient().create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
-    elif root is not None and not cfg.mlflow.artifact_root and not cfg.mlflow.tracking_uri:  # the root's own store
+        return MlflowClient().create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+    if root is not None and not cfg.mlflow.artifact_root and not cfg.mlflow.tracking_uri:  # the root's own store
         location = str(exp.artifact_location)
         if not (location == root or location.startswith(root.rstrip("/") + "/")):
             raise StorageError(
@@ -82,4 +89,4 @@ def use_experiment(cfg: Config, name: str) -> None:
                 "absolute paths), so this run would write into the original. Give the copy its own MLflow store "
                 "(set mlflow.tracking_uri to a new sqlite file, or remove the copy's mlflow.db and mlflow_artifacts), "
                 "or set mlflow.artifact_root to write to that location on purpose")
-    mlflow.set_experiment(name)
+    return exp.experiment_id

@@ -457,6 +457,7 @@ class TrainResult:
     loss_weights: tuple[float, ...]
     warm_start_version: str | None = None
     shard_rows: tuple[int, ...] = ()  # training rows each rank read
+    started_at: float = 0.0  # epoch seconds when fit began (the MLflow run's start)
 
 
 def validation_arrays(snap: Snapshot, max_rows: int, seed: int) -> dict[str, np.ndarray]:
@@ -479,6 +480,7 @@ def fit(spark: SparkSession, cfg: Config, resume: bool = False, warm_start: str 
 
     ``warm_start`` (an alias or version): start from that registered model's weights and
     train on the last ``train.warm_start_window_days`` days of the training split."""
+    started = time.time()
     spec = FeatureSpec.load(spec_path(cfg))
     names = tuple(cfg.scenarios.names)
     if spec.scenarios != names:
@@ -509,8 +511,9 @@ def fit(spark: SparkSession, cfg: Config, resume: bool = False, warm_start: str 
         check_resumable(torch.load(latest, map_location="cpu", weights_only=False), run_fingerprint,
                         latest.resolve())
     with run_lock(ckpt):
-        return _fit_locked(spark, cfg, spec, names, snap, weights, train_counts, ckpt, resume, run_fingerprint,
-                           init_state, warm_version)
+        result = _fit_locked(spark, cfg, spec, names, snap, weights, train_counts, ckpt, resume, run_fingerprint,
+                             init_state, warm_version)
+    return dataclasses.replace(result, started_at=started)
 
 
 def _fit_locked(spark: SparkSession, cfg: Config, spec: FeatureSpec, names: tuple[str, ...], snap: Snapshot,
