@@ -85,7 +85,7 @@ def test_job_passes_the_bundle_model(target):
     for task, before in zip(job.tasks[1:], keys):  # a chain: each task after the previous one
         assert [d.task_key for d in task.depends_on] == [before]
     clusters = {c.job_cluster_key: c.new_cluster for c in job.job_clusters}
-    assert all(c.data_security_mode.value == "SINGLE_USER" for c in clusters.values())  # Horovod, Petastorm
+    assert all(c.data_security_mode.value == "DATA_SECURITY_MODE_DEDICATED" for c in clusters.values())  # Horovod, Petastorm: classic SparkContext
     gpu = clusters[job.tasks[1].job_cluster_key]
     assert "gpu-ml" in gpu.spark_version and gpu.spark_conf["spark.task.resource.gpu.amount"] == "1"
     for task in (job.tasks[0], *job.tasks[2:]):
