@@ -104,6 +104,18 @@ def test_loads_and_predicts_without_the_project(registered, tmp_path):
                                atol=1e-6)
 
 
+def test_any_integer_width_is_taken(registered):
+    """The signature's ids are long: an int64 frame (pandas' default) and the batch UDF's int32
+    columns both predict, the same scores."""
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    frame = registered["frame"]
+    wide, narrow = model.predict(frame.astype("int64")), model.predict(frame.astype("int32"))
+    np.testing.assert_allclose(wide[["p_ctr", "p_ctcvr"]].to_numpy(), narrow[["p_ctr", "p_ctcvr"]].to_numpy())
+    np.testing.assert_allclose(wide[["p_ctr", "p_ctcvr"]].to_numpy(),
+                               registered["expected"][["p_ctr", "p_ctcvr"]].to_numpy(), atol=1e-6)
+    assert [c.type.name for c in model.metadata.get_input_schema().inputs] == ["long"] * len(frame.columns)
+
+
 def test_mlflow_models_predict_from_another_directory(registered, tmp_path):
     # the scoring protocol's request format (what Model Serving receives)
     split = json.loads(registered["frame"].to_json(orient="split", index=False))

@@ -296,6 +296,8 @@ class MlflowSection:
     floor: bool = True
     floor_auc_margin: float = at_least(0.01, 0)
     floor_logloss_margin: float = at_least(0.0, 0)
+    serving_torch: str | None = None
+    serving_index_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -468,10 +470,22 @@ def _validate(cfg: Config) -> None:
     unknown = sorted(set(cfg.train.scenario_weights) - set(names))
     if unknown:
         raise ConfigError(f"train.scenario_weights: unknown scenarios {unknown}; known: {list(names)}")
+    _validate_serving(cfg.mlflow)
     ev = cfg.evaluation
     if not 0 < ev.calibration_low < 1 < ev.calibration_high:
         raise ConfigError(f"evaluation.calibration_low/high: need 0 < low < 1 < high, got "
                           f"{ev.calibration_low}, {ev.calibration_high}")
+
+
+def _validate_serving(ml: MlflowSection) -> None:
+    """``mlflow.serving_torch`` is one torch requirement, ``serving_index_url`` one http(s) URL: each
+    becomes a line of the registered model's requirements.txt."""
+    torch_req, url = ml.serving_torch, ml.serving_index_url
+    if torch_req is not None and not re.fullmatch(r"torch(==|>=|~=)[0-9][0-9A-Za-z.+!*]*", torch_req):
+        raise ConfigError(f"mlflow.serving_torch: {torch_req!r} is not one torch requirement such as "
+                          "'torch==2.13.0+cpu'")
+    if url is not None and not re.fullmatch(r"https?://\S+", url):
+        raise ConfigError(f"mlflow.serving_index_url: {url!r} is not an http(s) URL")
 
 
 def _validate_behaviour(fe: FeaturesSection) -> None:

@@ -30,7 +30,8 @@ from hinet_spark.lifecycle.promotion import (
     set_champion,
 )
 from hinet_spark.ops.mlflow_store import setup, use_experiment
-from hinet_spark.serving import log_pyfunc, registered_version
+from hinet_spark.features.build import numeric_ranges
+from hinet_spark.serving import log_pyfunc, pinned_requirements, registered_version
 from hinet_spark.train.loop import TrainResult, best_at_last_validation, best_record
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,9 @@ def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[st
         # model, and its sqlite store's duplicate recovery fails past 100 keys (UNIQUE constraint on
         # metrics; seen with Databricks 17.3's MLflow 3.0.1 and six scenarios).
         register = cfg.mlflow.registered_model if cfg.mlflow.register else None
-        info = log_pyfunc(result.model, result.model_spec, result.feature_spec, register)
+        info = log_pyfunc(result.model, result.model_spec, result.feature_spec, register,
+                          ranges=numeric_ranges(cfg),
+                          requirements=pinned_requirements(cfg.mlflow.serving_torch, cfg.mlflow.serving_index_url))
         linked = {"model_id": info.model_id} if getattr(info, "model_id", None) else {}
         mlflow.log_metrics({**result.val.metrics("val"), **result.test.metrics("test"),
                             "train_seconds": result.train_seconds, "best_epoch": float(best_epoch),
