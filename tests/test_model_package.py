@@ -113,7 +113,54 @@ def test_any_integer_width_is_taken(registered):
     np.testing.assert_allclose(wide[["p_ctr", "p_ctcvr"]].to_numpy(), narrow[["p_ctr", "p_ctcvr"]].to_numpy())
     np.testing.assert_allclose(wide[["p_ctr", "p_ctcvr"]].to_numpy(),
                                registered["expected"][["p_ctr", "p_ctcvr"]].to_numpy(), atol=1e-6)
-    assert [c.type.name for c in model.metadata.get_input_schema().inputs] == ["long"] * len(frame.columns)
+    types = {c.name: (c.type.name, c.required) for c in model.metadata.get_input_schema().inputs}
+    assert {c: types[c] for c in frame.columns} == {c: ("long", False) for c in frame.columns}
+    # and the raw form beside it (every column optional: the model checks that one form is complete)
+    assert {c: types[c] for c in ("scenario", "price", "city", "user_id")} == {
+        "scenario": ("string", False), "price": ("double", False), "city": ("string", False),
+        "user_id": ("string", False)}
+
+
+def _raw_rows(n: int = 64) -> pd.DataFrame:
+    """Raw rows for the fixture's spec: scenario, price (numeric), city (categorical), user_id (hashed)."""
+    rng = np.random.default_rng(5)
+    return pd.DataFrame({"exposure_id": [f"e{i}" for i in range(n)], "scenario": rng.choice(["a", "b", "c"], n),
+                         "price": np.round(rng.random(n) * 12, 2), "city": rng.choice(["x", "y", "w", None], n),
+                         "user_id": [f"user-{k}" for k in rng.integers(0, 1000, n)]})
+
+
+def test_raw_rows_predict_as_their_ids(registered):
+    """The model applies its own feature spec: raw rows (extra columns ignored) score as the ids
+    the pipeline gives them; a row the batch job would quarantine is refused by position."""
+    from hinet_spark.features.rows import ids_of_rows
+
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    raw = _raw_rows()
+    spec = FeatureSpec.load(Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}@champion"))
+                            / "artifacts" / "feature_spec.json")
+    from_raw = model.predict(raw)
+    from_ids = model.predict(ids_of_rows(raw, spec))
+    np.testing.assert_allclose(from_raw[["p_ctr", "p_ctcvr"]].to_numpy(), from_ids[["p_ctr", "p_ctcvr"]].to_numpy())
+    assert len(from_raw) == len(raw) and from_raw[["p_ctr", "p_ctcvr"]].std().min() > 0  # per row, not a constant
+    bad = raw.assign(scenario=raw["scenario"].where(raw.index != 2, "zzz"))
+    with pytest.raises(Exception, match=r"unknown_scenario: rows \[2\]"):
+        model.predict(bad)
+    with pytest.raises(Exception, match=r"neither raw rows .* nor ids"):
+        model.predict(pd.DataFrame({"something": [1]}))
+
+
+def test_serving_requirements_can_name_a_cpu_torch_and_its_index(registered, tmp_path):
+    from hinet_spark.config import ConfigError, load_config
+    from hinet_spark.serving import pinned_requirements
+
+    reqs = pinned_requirements("torch==2.13.0+cpu", "https://example.org/whl/cpu")
+    assert reqs[0] == "--extra-index-url https://example.org/whl/cpu" and "torch==2.13.0+cpu" in reqs
+    assert not any(r.startswith("torch==") and r != "torch==2.13.0+cpu" for r in reqs)
+    assert not pinned_requirements()[0].startswith("-")  # by default: no index line, PyPI's torch of training
+    with pytest.raises(ConfigError, match="mlflow.serving_torch: 'torch==2.13.0 requests' is not one torch"):
+        load_config(None, [f"storage.root={tmp_path}", "mlflow.serving_torch=torch==2.13.0 requests"])
+    with pytest.raises(ConfigError, match="mlflow.serving_index_url: 'file:/x' is not an http"):
+        load_config(None, [f"storage.root={tmp_path}", "mlflow.serving_index_url=file:/x"])
 
 
 def test_mlflow_models_predict_from_another_directory(registered, tmp_path):

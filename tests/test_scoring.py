@@ -4,6 +4,7 @@ refusal, unseen categories, quarantine and counts, atomicity on failure, output 
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 from pathlib import Path
 
 import mlflow
@@ -124,6 +125,43 @@ def test_rerun_replaces_exactly_that_date_and_those_scenarios(spark, root):
 
     with pytest.raises(ScoringError, match=r"\['zz'\] are not scenarios of model"):
         score_candidates(spark, cfg, DATE, scenarios=("a", "zz"))
+
+
+def test_mlflow_models_serve_scores_raw_rows_as_the_job_does(spark, root, tmp_path):
+    """Issue #22 item 5: the day's raw candidate rows (their behaviour counters attached by the
+    pipeline's function), POSTed to ``mlflow models serve`` running from a venv of the model's own
+    requirements in an empty folder, get the scores score_candidates wrote for them."""
+    import datetime as dt
+
+    from benchmarks.bench_serving import post, served, serving_venv
+    from hinet_spark.features.behaviour import Counters, attach
+    from hinet_spark.features.rows import raw_columns
+    from hinet_spark.scoring.batch import read_candidates
+
+    cfg = config(root)
+    report = score_candidates(spark, cfg, DATE)
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    mlflow.set_registry_uri(tracking_uri(cfg))
+    model = Path(mlflow.artifacts.download_artifacts(report.model.uri, dst_path=str(tmp_path / "model")))
+    spec = FeatureSpec.load(model / "artifacts" / "feature_spec.json")
+    day = dt.date.fromisoformat(DATE)
+    raw = attach(spark, cfg, read_candidates(spark, cfg, DATE, None), Counters.from_dict(spec.behaviour), day, day)
+    raw = raw.select("exposure_id", *raw_columns(spec)).toPandas()
+    (tmp_path / "serve").mkdir()
+    with served(model, serving_venv(model), tmp_path / "serve") as url:
+        got = pd.concat([post(url, raw.iloc[i:i + 1000]) for i in range(0, len(raw), 1000)], ignore_index=True)
+    got["exposure_id"] = raw["exposure_id"].to_numpy()
+    scores = read_table(spark, cfg, "scores").where(F.col("dt") == DATE).select(
+        "exposure_id", "p_ctr", "p_ctcvr").toPandas()
+    both = scores.merge(got, on="exposure_id", suffixes=("", "_served"))
+    assert len(both) == len(raw) == len(scores) == sum(report.scored.values()) > 0
+    np.testing.assert_allclose(both[["p_ctr_served", "p_ctcvr_served"]].to_numpy(),
+                               both[["p_ctr", "p_ctcvr"]].to_numpy(), atol=1e-6)
+    # what served them was the model's own code: the venv cannot import the project
+    venv = serving_venv(model)
+    bare = subprocess.run([str(venv / "bin" / "python"), "-c", "import hinet_spark"], cwd=tmp_path / "serve",
+                          env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    assert bare.returncode != 0 and "No module named 'hinet_spark'" in bare.stderr
 
 
 def test_feature_spec_mismatch_is_refused_naming_both(spark, root, tmp_path):
