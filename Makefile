@@ -22,7 +22,7 @@ test-fast: setup
 # The tests marked runtime (per stage, those whose behaviour depends on the runtime's Spark, Delta,
 # MLflow, pyarrow or launcher: the feature pipeline, training with the runtime's launcher, scoring,
 # importing) in an environment pinned like a Databricks LTS ML runtime (envs/$(RUNTIME).txt):
-# RUNTIME=dbr15.4 or dbr17.3. The whole suite runs in the project's own environment (make test).
+# RUNTIME=dbr15.4, dbr17.3 or dbr18. The whole suite runs in the project's own environment (make test).
 test-runtime:
 	bash scripts/setup.sh --runtime $(RUNTIME)
 	PYTHONPATH=$(CURDIR) HINET_JARS_DIR=$(HINET_CACHE)/jars $(RUNTIME_PY) -m pytest -p no:cacheprovider -m runtime \

@@ -14,7 +14,7 @@ cd "$here"
 
 # --runtime NAME: an environment pinned like a Databricks runtime (envs/NAME.txt) instead
 if [[ "${1:-}" == "--runtime" ]]; then
-  exec bash scripts/setup_runtime.sh "${2:?usage: scripts/setup.sh --runtime dbr15.4|dbr17.3}"
+  exec bash scripts/setup_runtime.sh "${2:?usage: scripts/setup.sh --runtime dbr15.4|dbr17.3|dbr18}"
 fi
 
 PYTHON="${PYTHON:-python3.11}"

@@ -6,13 +6,13 @@
 # ships it, and the Delta jars of that delta-spark written into the environment's Spark config.
 # The project itself is not installed there: tests run it from the checkout (PYTHONPATH).
 #
-#   bash scripts/setup.sh --runtime dbr15.4     # or dbr17.3
+#   bash scripts/setup.sh --runtime dbr15.4     # or dbr17.3, dbr18
 #   make test-runtime RUNTIME=dbr15.4
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
-NAME="${1:?usage: scripts/setup_runtime.sh dbr15.4|dbr17.3}"
+NAME="${1:?usage: scripts/setup_runtime.sh dbr15.4|dbr17.3|dbr18}"
 SPEC="envs/$NAME.txt"
 [[ -f "$SPEC" ]] || { echo "[setup] error: no $SPEC (known: $(ls envs | sed 's/\.txt$//' | xargs))" >&2; exit 1; }
 CACHE="${HINET_CACHE:-$HOME/.cache/hinet-spark}"

@@ -133,12 +133,16 @@ def test_the_launcher_matches_the_runtime(target):
     job = _job(target)
     versions = {c["job_cluster_key"]: c["new_cluster"]["spark_version"] for c in job["job_clusters"]}
     launcher = _train_launcher(job)
-    # Horovod and Petastorm ship up to 15.4 LTS ML only; 17.3 LTS ML trains with TorchDistributor
-    expected = {"15.4": ("horovod", "scala2.12"), "17.3": ("torch_distributor", "scala2.13")}
+    # Horovod and Petastorm ship up to 15.4 LTS ML only; 17.3 and 18 LTS ML train with TorchDistributor
+    expected = {"15.4": ("horovod", "scala2.12"), "17.3": ("torch_distributor", "scala2.13"),
+                "18.0": ("torch_distributor", "scala2.13")}
     release = versions["gpu"].split(".x")[0]
     assert release in expected, versions
     assert (launcher, versions["gpu"].rsplit("-", 1)[1]) == expected[release]
     assert versions["cpu"].split(".x")[0] == release  # one runtime (one wheel environment) per target
+    # and CI tests that runtime in an environment pinned like it, with the same launcher
+    env = (REPO / "envs" / f"dbr{release.removesuffix('.0')}.txt").read_text()
+    assert f"# launcher: {launcher}\n" in env
 
 
 @pytest.mark.parametrize("task", _job("dev")["tasks"], ids=lambda t: t["task_key"])
