@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from hinet_spark import plots
 from hinet_spark.config import Config, ConfigError, validate_synthetic
+from hinet_spark.features.build import numeric_ranges
 from hinet_spark.lifecycle.promotion import (
     compare_and_decide,
     comparison_metrics,
@@ -30,7 +31,6 @@ from hinet_spark.lifecycle.promotion import (
     set_champion,
 )
 from hinet_spark.ops.mlflow_store import setup, use_experiment
-from hinet_spark.features.build import numeric_ranges
 from hinet_spark.serving import log_pyfunc, pinned_requirements, registered_version
 from hinet_spark.train.loop import TrainResult, best_at_last_validation, best_record
 
