@@ -13,7 +13,7 @@ import torch
 from delta.tables import DeltaTable
 from sklearn.metrics import roc_auc_score
 
-from hinet_spark.config import load_config
+from hinet_spark.config import ConfigError, load_config
 from hinet_spark.features.build import EmptyInputError, build_samples
 from hinet_spark.features.spec import FeatureSpec
 from hinet_spark.lifecycle.promotion import PromotionError, history_lines, rollback, set_champion
@@ -58,11 +58,35 @@ def test_validation_points():
     t = load_config(None, ["train.val_every_steps=30"]).train
     assert sorted(validation_steps(100, t)) == [29, 59, 89, 99]  # and always at the epoch's end
     assert sorted(validation_steps(2, load_config(None, ["train.validations_per_epoch=5"]).train)) == [0, 1]
+    # epochs after the first also validate early_validation_fraction into the epoch (one-epoch overfitting)
+    t = load_config(None, ["train.validations_per_epoch=4", "train.early_validation_fraction=0.05"]).train
+    assert sorted(validation_steps(100, t, epoch=1)) == [4, 24, 49, 74, 99]
+    assert sorted(validation_steps(100, t, epoch=0)) == [24, 49, 74, 99]
+    t = load_config(None, ["train.early_validation_fraction=0"]).train
+    assert sorted(validation_steps(100, t, epoch=3)) == [24, 49, 74, 99]
+    with pytest.raises(ConfigError, match="train.early_validation_fraction: a fraction of an epoch below 1, got 1.0"):
+        load_config(None, ["train.early_validation_fraction=1"])
+
+
+def test_a_fall_after_the_first_epoch_stops_at_once(spark, root, tmp_path, capfd):
+    """train.early_stopping_drop: after epoch 0, one validation that far below the best ends the run,
+    whatever the patience; the kept state is still the best one."""
+    cfg = config(root, tmp_path, "train.validations_per_epoch=2", "train.epochs=6", "train.early_stopping_patience=20",
+                 "train.learning_rate=0.01", "train.early_stopping_drop=0.002", "train.early_validation_fraction=0.1")
+    result = fit(spark, cfg)
+    log = capfd.readouterr().err  # the worker's own log lines
+    aucs = [h["val_auc_mean"] for h in result.history]
+    best = best_record(result.history)
+    assert result.history[-1]["epoch"] >= 1 and len(aucs) < 6 * 3, aucs  # stopped long before patience or budget
+    assert best["val_auc_mean"] - aucs[-1] > 0.002, aucs  # by the fall
+    assert all(best["val_auc_mean"] - a <= 0.002 for a, h in zip(aucs[:-1], result.history) if h["epoch"] >= 1)
+    assert f"validation AUC fell {best['val_auc_mean'] - aucs[-1]:.4f} below the best (more than " \
+           "train.early_stopping_drop 0.002)" in log, log[-2000:]
 
 
 def test_validates_inside_the_epoch_and_keeps_the_best_state(spark, root, tmp_path):
     cfg = config(root, tmp_path, "train.validations_per_epoch=4", "train.epochs=4", "train.early_stopping_patience=3",
-                 "train.learning_rate=0.01")
+                 "train.learning_rate=0.01", "train.early_stopping_drop=0")  # patience alone (the fall: next test)
     result = fit(spark, cfg)
     steps = 40000 // 512  # two training days of 20k rows, one worker
     points = [h["step"] for h in result.history]

@@ -161,7 +161,7 @@ def test_progress_lines_show_the_last_exchanged_loss_with_its_step_never_nan(cap
     from hinet_spark.train.loop import LOSS_SYNC_STEPS, _Progress
 
     t = dataclasses.replace(load_config(None).train, progress_seconds=0, epochs=2)
-    progress = _Progress(t, steps=100, checks={99}, global_batch=256)
+    progress = _Progress(t, steps=100, global_batch=256)
     with caplog.at_level("INFO", logger="hinet_spark.train.loop"):
         progress.step(0, 10, 0.0, (math.nan, (0, 0)), bad=0)  # before the first exchange
         progress.step(0, 60, 0.0, (0.4123, (0, LOSS_SYNC_STEPS)), bad=0)

@@ -258,6 +258,8 @@ class TrainSection:
     val_every_steps: int | None = positive(None)
     early_stopping_patience: int = positive(2)
     early_stopping_min_delta: float = at_least(0.001, 0)
+    early_stopping_drop: float = at_least(0.005, 0)
+    early_validation_fraction: float = at_least(0.05, 0)
     seed: int = 0
     train_start: str | None = a_date(None)
     train_end: str | None = a_date(None)
@@ -470,6 +472,9 @@ def _validate(cfg: Config) -> None:
     unknown = sorted(set(cfg.train.scenario_weights) - set(names))
     if unknown:
         raise ConfigError(f"train.scenario_weights: unknown scenarios {unknown}; known: {list(names)}")
+    if not cfg.train.early_validation_fraction < 1:
+        raise ConfigError(f"train.early_validation_fraction: a fraction of an epoch below 1, got "
+                          f"{cfg.train.early_validation_fraction}")
     _validate_serving(cfg.mlflow)
     ev = cfg.evaluation
     if not 0 < ev.calibration_low < 1 < ev.calibration_high:

@@ -134,16 +134,26 @@ def predict_files(model: torch.nn.Module, files: tuple[str, ...], feature_column
     return np.concatenate(scen), np.concatenate(labels), np.concatenate(probs)
 
 
-def validation_steps(steps: int, t: TrainSection) -> set[int]:
+def validation_steps(steps: int, t: TrainSection, epoch: int = 0) -> set[int]:
     """Step indices (0-based, within an epoch) after which the model is validated:
     every ``train.val_every_steps`` steps, or ``train.validations_per_epoch`` evenly spaced
-    points; always after the epoch's last step."""
+    points; always after the epoch's last step; in every epoch after the first, also
+    ``train.early_validation_fraction`` into it, where a second pass over the same ids
+    over-fits first (the "one-epoch phenomenon" of CTR models)."""
     if t.val_every_steps:
         points = set(range(t.val_every_steps - 1, steps, t.val_every_steps))
     else:
         n = min(t.validations_per_epoch, steps)
         points = {round((k + 1) * steps / n) - 1 for k in range(n)}
+    if epoch > 0 and t.early_validation_fraction > 0:
+        points.add(max(0, round(t.early_validation_fraction * steps) - 1))
     return points | {steps - 1}
+
+
+def fell(t: TrainSection, epoch: int, val_auc: float, best: float) -> bool:
+    """After the first epoch, a validation more than ``train.early_stopping_drop`` below the
+    best ends training at once, whatever the patience (0: off)."""
+    return epoch > 0 and t.early_stopping_drop > 0 and best - val_auc > t.early_stopping_drop
 
 
 class _Progress:
@@ -151,8 +161,9 @@ class _Progress:
     left in the epoch and in the whole training as a range: the least if validation stops
     improving (early stopping), the most if it keeps improving to the last epoch."""
 
-    def __init__(self, t: TrainSection, steps: int, checks: set[int], global_batch: int) -> None:
-        self.t, self.steps, self.checks, self.global_batch = t, steps, sorted(checks), global_batch
+    def __init__(self, t: TrainSection, steps: int, global_batch: int) -> None:
+        self.t, self.steps, self.global_batch = t, steps, global_batch
+        self.checks = {e: sorted(validation_steps(steps, t, e)) for e in (0, 1)}  # the same for every epoch >= 1
         self.last = time.perf_counter()
         self.per_step = 0.0
         self.val_s = 0.0
@@ -163,7 +174,7 @@ class _Progress:
         if step == 0:
             self.val_in_epoch = 0.0
         self.per_step = (now - began - self.val_in_epoch) / (step + 1)
-        if now - self.last < self.t.progress_seconds or step in self.checks:
+        if now - self.last < self.t.progress_seconds or step in self.checks[min(epoch, 1)]:
             return
         self.last = now
         done = step + 1
@@ -183,7 +194,7 @@ class _Progress:
 
     def _rest(self, epoch: int, step: int, bad: int) -> str:
         """Time to the end of training: (least, most) steps and validations still ahead."""
-        ahead = [(e, c) for e in range(epoch, self.t.epochs) for c in self.checks if (e, c) > (epoch, step)]
+        ahead = [(e, c) for e in range(epoch, self.t.epochs) for c in self.checks[min(e, 1)] if (e, c) > (epoch, step)]
         if not ahead:
             return "training done; test evaluation and MLflow logging next"
         least_n = max(1, self.t.early_stopping_patience - bad)  # validations until a stop if none improves
@@ -380,13 +391,13 @@ def _train(p: Payload) -> dict | None:
                     "workers), shuffle buffer %d rows", shard_rows, p.train_rows, steps, t.batch_size, per_rank, size,
                     t.shuffle_buffer_rows)
     batches = iter(stream)
-    checks = validation_steps(steps, t)
-    progress = _Progress(t, steps, checks, t.batch_size) if rank == 0 else None
+    progress = _Progress(t, steps, t.batch_size) if rank == 0 else None
     latest = Path(p.checkpoint_dir) / "latest.pt"
     loss_exchange = _LossExchange(dist, device, t.learning_rate)
     stop = False
     for epoch in range(run.epoch, t.epochs):
         run.epoch = epoch
+        checks = validation_steps(steps, t, epoch)
         began = seg_began = time.perf_counter()
         loss_exchange.segment()  # each epoch's first record starts at its first step
         for step in range(steps):
@@ -407,9 +418,10 @@ def _train(p: Payload) -> dict | None:
             record = {"epoch": epoch, "step": epoch * steps + step + 1, "train_loss": loss_exchange.segment(),
                       "val_auc_mean": val_auc, "samples_per_s": seg_steps * t.batch_size / seconds,
                       "seconds": seconds}
+            dropped = fell(t, epoch, val_auc, run.best)
             improved = run.improve(val_auc, model, rank, t.early_stopping_min_delta)
             run.history.append({**record, "kept": improved})
-            stop = run.bad >= t.early_stopping_patience
+            stop = run.bad >= t.early_stopping_patience or dropped
             if rank == 0:
                 logger.info("epoch %d step %d/%d: loss %.4f, val mean AUC %.4f%s, %.0f samples/s; %s", epoch,
                             step + 1, steps, record["train_loss"], val_auc, " (best)" if improved else "",
@@ -424,8 +436,11 @@ def _train(p: Payload) -> dict | None:
         if stop:
             if rank == 0:
                 best_at = best_record(run.history)
-                logger.info("early stop in epoch %d: no better validation AUC in %d validations (best %.4f at step "
-                            "%d, epoch %d)", epoch, run.bad, run.best, best_at["step"], best_at["epoch"])
+                why = (f"validation AUC fell {run.best - run.history[-1]['val_auc_mean']:.4f} below the best "
+                       f"(more than train.early_stopping_drop {t.early_stopping_drop})" if dropped else
+                       f"no better validation AUC in {run.bad} validations")
+                logger.info("early stop in epoch %d: %s (best %.4f at step %d, epoch %d)", epoch, why, run.best,
+                            best_at["step"], best_at["epoch"])
             break
     if rank != 0:
         return None
