@@ -7,7 +7,8 @@ same model twice from the same seed on the same snapshot: ``before`` is an earli
 ``after`` the config's defaults. ``--before budget`` (default): the fixed one-epoch budget
 (``train.epochs=1``, no ``early_stopping_min_delta``) that ``train.epochs`` as a maximum
 replaced (issue #21); ``--before schedule``: one validation per epoch, up to 4 epochs (what
-the in-epoch validation schedule replaced). Prints per run the validation curve, the best
+the in-epoch validation schedule replaced); ``--before patience``: patience alone after the
+first epoch (no ``early_stopping_drop``, no early validation: the defaults of 2026-12-03). Prints per run the validation curve, the best
 point, the training wall time and the test mean AUC, then the ratios.
 """
 
@@ -23,6 +24,7 @@ from hinet_spark.train.distributed import before_spark
 from hinet_spark.train.loop import best_record, fit
 
 BEFORE = {"budget": ["train.epochs=1", "train.early_stopping_min_delta=0"],
+          "patience": ["train.early_stopping_drop=0", "train.early_validation_fraction=0"],
           "schedule": ["train.validations_per_epoch=1", "train.epochs=4", "train.early_stopping_patience=2"]}
 
 

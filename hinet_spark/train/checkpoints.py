@@ -24,8 +24,9 @@ from hinet_spark.config import ModelSection, TrainSection
 from hinet_spark.errors import OperatorError
 
 # Settings that may change between the interrupted run and its resumption: more epochs,
-# another patience, where the files go.
-RESUMABLE_CHANGES = ("epochs", "early_stopping_patience", "checkpoint_dir", "petastorm_cache_dir", "progress_seconds")
+# another stopping rule (patience, fall, the early validation), where the files go.
+RESUMABLE_CHANGES = ("epochs", "early_stopping_patience", "early_stopping_drop", "early_validation_fraction",
+                     "checkpoint_dir", "petastorm_cache_dir", "progress_seconds")
 
 
 class CheckpointError(OperatorError, RuntimeError):
