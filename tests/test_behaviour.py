@@ -209,6 +209,27 @@ def test_scoring_path_gives_the_samples_feature_ids(spark, built):
     assert (counter_ids > 0).any().all() and (counter_ids == 0).any().any()  # seen and never-seen ids
 
 
+def test_training_without_behaviour_reads_the_same_samples_without_the_counters(spark, built, tmp_path):
+    """train.use_behaviour=false (compare_models --without-behaviour): same samples table, no f_bh_* input."""
+    from hinet_spark.train.loop import fit
+
+    cfg, overrides = built
+    small = [*overrides, "train.launcher=local", "train.epochs=1", "train.max_steps_per_epoch=2", "train.batch_size=64",
+             "model.embedding_dim=4", "model.sei_hidden=[8]", "model.cgc_hidden=[8]", "model.tower_hidden=[4]",
+             "train.train_start=2026-01-02", "train.train_end=2026-01-03", "train.val_start=2026-01-04",
+             "train.val_end=2026-01-04", "train.test_start=2026-01-05", "train.test_end=2026-01-05",
+             "train.missing_scenario=warn", f"train.checkpoint_dir={tmp_path}"]
+    full = FeatureSpec.load(spec_path(cfg))
+    counters = [c for c in full.columns if c.startswith("f_bh_")]
+    assert counters
+    without = fit(spark, load_config(None, [*small, "train.use_behaviour=false"]))
+    assert without.feature_spec == full.without_counters() and not without.feature_spec.counters
+    assert without.model_spec.vocab_sizes == full.without_counters().vocab_sizes
+    assert len(without.model_spec.vocab_sizes) == len(full.columns) - len(counters)
+    with_them = fit(spark, load_config(None, small))
+    assert with_them.feature_spec == full and with_them.model_spec.vocab_sizes == full.vocab_sizes
+
+
 def test_a_missing_date_is_named_with_the_job_that_builds_it(spark, built):
     cfg, _ = built
     counters = Counters.from_section(cfg.features.behaviour)

@@ -48,6 +48,27 @@ def test_recommendation_uses_the_baseline_best_on_validation_and_says_which_way(
     assert recommendation(noisy)[1]["verdict"] == "not distinguishable"
 
 
+def test_without_behaviour_arms_report_each_models_lift_and_train_as_judged():
+    from hinet_spark.lifecycle.compare import arm, render, train_command
+
+    c = _comparison({"hinet": [0.71, 0.72, 0.73], "mmoe": [0.70, 0.70, 0.71], "hinet-nobh": [0.70, 0.70, 0.72],
+                     "mmoe-nobh": [0.69, 0.70, 0.70]}, {"hinet": 0.7, "mmoe": 0.69, "hinet-nobh": 0.69, "mmoe-nobh": 0.68})
+    c.dates = {k: ("2026-01-01", "2026-01-01") for k in ("train", "val", "test")}
+    c.rows = {"a": 1, "b": 1}
+    c.positives = {"ctr": {"a": 0, "b": 0}, "ctcvr": {"a": 0, "b": 0}}
+    for r in c.runs:
+        r.test_auc = {t: {"a": r.test_mean, "b": r.test_mean} for t in ("ctr", "ctcvr")}
+        r.test_logloss = {t: {"a": 0.3, "b": 0.3} for t in ("ctr", "ctcvr")}
+    c.chosen = {m: {} for m in c.models}
+    c.tuning = [r for r in c.runs if r.seed == 0]
+    report = render(c)
+    assert "| hinet | +0.0100, +0.0200, +0.0100 | lift=+0.0133 [" in report
+    assert "| mmoe | +0.0100, +0.0000, +0.0100 | lift=+0.0067 [" in report
+    assert recommendation(c)[1]["baseline"] == "mmoe"  # an arm without counters is no baseline
+    assert arm("star-nobh") == ("star", {"train.use_behaviour": "false"}) and arm("star") == ("star", {})
+    assert train_command(c, "hinet-nobh").endswith("--set model.name=hinet --set train.use_behaviour=false")
+
+
 def test_grid_points_are_checked_before_any_training():
     cfg = load_config(None, [])
     assert len(parse_grid(["train.learning_rate=0.001,0.003", "model.embedding_dim=8,16"], cfg)) == 4

@@ -15,6 +15,7 @@ an error (a hand-edited or truncated spec).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -68,6 +69,11 @@ class FeatureSpec:
         sizes += [len(v) + FIRST_ID for v in self.categorical.values()]
         sizes += [n + FIRST_ID for n in self.hashed.values()]
         return tuple(sizes)
+
+    def without_counters(self) -> "FeatureSpec":
+        """This spec less its behaviour counters (``train.use_behaviour: false``: the same samples,
+        the model reads no ``f_bh_*`` column); its own hash, that of a spec fitted without them."""
+        return dataclasses.replace(self, behaviour={}, counters={})
 
     def content(self) -> dict[str, Any]:
         """Everything the transformation depends on (what the hash covers)."""

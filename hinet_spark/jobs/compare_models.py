@@ -7,7 +7,8 @@ features and splits of your config; --end-date D: test on D, validate on D-1, tr
 train.window_days before). Outputs: a markdown report (--out, default
 <storage.root>/comparisons/compare-<test day>.md) with test AUC and logloss per scenario x
 task, test counts, paired per-seed differences against HiNet with 95% t-intervals, the
-settings each model's small grid chose on validation, and a recommendation; one MLflow run in
+settings each model's small grid chose on validation, with --without-behaviour each model's
+lift from the behaviour counters (paired seeds), and a recommendation; one MLflow run in
 <mlflow.experiment>-comparisons with the report. Never registers a model or moves an alias.
 """
 
@@ -29,6 +30,7 @@ from hinet_spark.dates import shift
 from hinet_spark.lifecycle.compare import (
     BASELINES,
     DEFAULT_GRID,
+    NO_BEHAVIOUR,
     compare,
     interval,
     paired,
@@ -51,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", default=",".join(("hinet", *BASELINES)),
                         help="comma-separated models and ablations (hinet_no_san, hinet_no_gating, ...); "
                              "default: HiNet and the five baselines")
+    parser.add_argument("--without-behaviour", action="store_true",
+                        help="also train every model without the behaviour counters (<model>-nobh, same samples, "
+                             "paired seeds) and report each model's lift")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3)")
     parser.add_argument("--grid", action="append", default=None, metavar="KEY=V1,V2",
                         help="a tuning axis, repeatable (default: " + " ".join(DEFAULT_GRID) + "); "
@@ -70,6 +75,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     specs = list(DEFAULT_GRID) if args.grid is None else [g for g in args.grid if g != "none"]
     grid = parse_grid(specs, cfg)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.without_behaviour:
+        models += [m + NO_BEHAVIOUR for m in models if not m.endswith(NO_BEHAVIOUR) and m + NO_BEHAVIOUR not in models]
     spark = get_spark(cfg)
     logger.info("comparing %s, %d seeds, grid of %d settings per model (%d training runs)", models, args.seeds,
                 len(grid), len(models) * (len(grid) + args.seeds - 1))

@@ -38,6 +38,14 @@ from hinet_spark.train.loop import best_record, fit
 logger = logging.getLogger(__name__)
 
 BASELINES = ("shared_bottom", "mmoe", "hmoe", "ple", "star")
+NO_BEHAVIOUR = "-nobh"  # a model's arm trained on the same samples without the behaviour counters
+
+
+def arm(name: str) -> tuple[str, dict[str, str]]:
+    """``star-nobh`` -> (``star``, ``{"train.use_behaviour": "false"}``); ``star`` -> (``star``, {})."""
+    if name.endswith(NO_BEHAVIOUR):
+        return name.removesuffix(NO_BEHAVIOUR), {"train.use_behaviour": "false"}
+    return name, {}
 DEFAULT_GRID = ("train.learning_rate=0.001,0.003", "model.embedding_dim=8,16", "train.weight_decay=0,0.00001")
 
 
@@ -107,7 +115,9 @@ def _with(cfg: Config, overrides: dict[str, str]) -> Config:
 def _run(spark: SparkSession, cfg: Config, model: str, seed: int, setting: dict[str, str]) -> Run:
     tag = "-".join([model, str(seed), *(v for v in setting.values())]).replace("/", "_")
     ckpt = f"{cfg.train.checkpoint_dir or cfg.storage.root + '/checkpoints'}/compare/{tag}"
-    run_cfg = _with(cfg, {**setting, "model.name": model, "train.seed": str(seed), "train.checkpoint_dir": ckpt})
+    name, extra = arm(model)
+    run_cfg = _with(cfg, {**setting, **extra, "model.name": name, "train.seed": str(seed),
+                          "train.checkpoint_dir": ckpt})
     began = time.perf_counter()
     try:
         result = fit(spark, run_cfg)
@@ -126,9 +136,10 @@ def _run(spark: SparkSession, cfg: Config, model: str, seed: int, setting: dict[
 def compare(spark: SparkSession, cfg: Config, models: list[str], seeds: int, grid: list[dict[str, str]]
             ) -> Comparison:
     """Tune each model on validation, train it with ``seeds`` seeds, report on test."""
-    unknown = [m for m in models if m not in MODELS]
+    unknown = [m for m in models if arm(m)[0] not in MODELS]
     if unknown:
-        raise ConfigError(f"--models: unknown {unknown}; known: {sorted(MODELS)}")
+        raise ConfigError(f"--models: unknown {unknown}; known: {sorted(MODELS)}, each also as <model>{NO_BEHAVIOUR} "
+                          "(trained without the behaviour counters)")
     if "hinet" not in models:
         raise ConfigError("--models: include hinet (every model is compared with it)")
     if seeds < 2:
@@ -207,7 +218,7 @@ def recommendation(c: Comparison) -> tuple[str, dict[str, Any]]:
     """HiNet against the baseline with the best mean validation AUC."""
     val = {m: statistics.mean(r.val_mean for r in c.runs if r.model == m and r.val_mean is not None)
            for m in c.models}
-    baselines = [m for m in c.models if m != "hinet" and not m.startswith("hinet_")]
+    baselines = [m for m in c.models if m != "hinet" and not m.startswith("hinet_") and not m.endswith(NO_BEHAVIOUR)]
     if not baselines:
         return "no baseline compared (add one to --models)", {}
     best = max(baselines, key=lambda m: val[m])
@@ -228,7 +239,8 @@ def recommendation(c: Comparison) -> tuple[str, dict[str, Any]]:
 def train_command(c: Comparison, model: str) -> str:
     """The train_hinet command line that trains ``model`` as the comparison did: its own
     --set overrides, the model and the setting its grid chose (a later --set wins)."""
-    sets = {**c.overrides, "model.name": model, **c.chosen.get(model, {})}
+    name, extra = arm(model)
+    sets = {**c.overrides, "model.name": name, **extra, **c.chosen.get(model, {})}
     return " ".join([c.train_command, *(f"--set {shlex.quote(f'{k}={v}')}" for k, v in sets.items())])
 
 
@@ -284,6 +296,14 @@ def render(c: Comparison) -> str:
         d = paired(c, m)
         mean, lo, hi = interval(d)
         lines.append(f"| {m} | {', '.join(f'{x:+.4f}' for x in d)} | {mean:+.4f} [{lo:+.4f}, {hi:+.4f}] |")
+    lifts = [m for m in models if not m.endswith(NO_BEHAVIOUR) and m + NO_BEHAVIOUR in models]
+    if lifts:
+        lines += ["", "Behaviour counters' lift (test mean AUC, model - model without them, paired by seed), "
+                      "95% t-interval:", "", "| model | per seed | mean [lo, hi] |", "|---|---|---|"]
+        for m in lifts:
+            d = [0.0 - x for x in paired(c, m + NO_BEHAVIOUR, against=m)]  # 0.0 - 0.0: +0.0000, not -0.0000
+            mean, lo, hi = interval(d)
+            lines.append(f"| {m} | {', '.join(f'{x:+.4f}' for x in d)} | lift={mean:+.4f} [{lo:+.4f}, {hi:+.4f}] |")
     lines += ["", "Settings chosen on validation (seed 0; the grid's best mean AUC):", "",
               "| model | setting | validation mean AUC | tried |", "|---|---|---|---|"]
     for m in models:

@@ -496,7 +496,10 @@ def fit(spark: SparkSession, cfg: Config, resume: bool = False, warm_start: str 
     ``warm_start`` (an alias or version): start from that registered model's weights and
     train on the last ``train.warm_start_window_days`` days of the training split."""
     started = time.time()
-    spec = FeatureSpec.load(spec_path(cfg))
+    full = FeatureSpec.load(spec_path(cfg))  # what the samples were built with
+    # train.use_behaviour: false trains on the same samples without the counters (a comparison's
+    # "without behaviour" arm); the model, its logged spec and its checkpoints are then counter-free
+    spec = full if cfg.train.use_behaviour or not full.counters else full.without_counters()
     names = tuple(cfg.scenarios.names)
     if spec.scenarios != names:
         raise ValueError(f"feature spec scenarios {list(spec.scenarios)} differ from config {list(names)}")
@@ -508,7 +511,7 @@ def fit(spark: SparkSession, cfg: Config, resume: bool = False, warm_start: str 
         window = recent_window(cfg, split_dates(cfg))["train"]
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, train_start=window[0],
                                                                  train_end=window[1]))
-    snap: Snapshot = read_snapshot(spark, cfg, spec)
+    snap: Snapshot = read_snapshot(spark, cfg, full, spec.columns)
     train_counts = [snap.counts["train"][s] for s in names]
     overrides = {names.index(k): v for k, v in cfg.train.scenario_weights.items()}
     weights = tuple(float(w) for w in scenario_weights(train_counts, overrides))

@@ -101,8 +101,9 @@ def rolling_split(cfg: Config, end_date: str) -> Config:
     return dataclasses.replace(cfg, train=train)
 
 
-def read_snapshot(spark: SparkSession, cfg: Config, spec: FeatureSpec) -> Snapshot:
-    """Pin the samples table's current version and check every split against ``spec``."""
+def read_snapshot(spark: SparkSession, cfg: Config, spec: FeatureSpec, columns: list[str] | None = None) -> Snapshot:
+    """Pin the samples table's current version and check every split against ``spec``; the
+    splits hold ``columns`` (default: every id column of ``spec``)."""
     if not table_exists(spark, cfg, "samples"):
         raise TableNotFoundError(f"Delta table 'samples' not found at {table_location(cfg, 'samples')}; "
                                  "run jobs/build_features.py first")
@@ -135,7 +136,7 @@ def read_snapshot(spark: SparkSession, cfg: Config, spec: FeatureSpec) -> Snapsh
         counts[split] = per
         splits[split] = df.select(
             F.col("scenario_idx").cast("int"), *[F.col(c).cast("int") for c in LABELS],
-            *[F.col(c).cast("int") for c in spec.columns])
+            *[F.col(c).cast("int") for c in (spec.columns if columns is None else columns)])
     logger.info("samples version %d, rows per split: %s", version,
                 {k: sum(v.values()) for k, v in counts.items()})
     return Snapshot(version, splits, counts, dates)
