@@ -94,7 +94,7 @@ def measure(spark, cfg, rows: int) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--scale", type=int, default=4, help="the second size, x --rows (1: one size only)")
     ap.add_argument("--root", default="benchmarks/out/scoring")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -109,7 +109,7 @@ def main() -> None:
     log_training(cfg, fit(spark, cfg))
 
     results = []
-    for rows in (args.rows, args.rows * args.scale):
+    for rows in (args.rows, args.rows * args.scale)[:1 if args.scale <= 1 else 2]:
         root = base / f"rows{rows}"
         ov = overrides(root, rows, model_root)
         began = time.perf_counter()
@@ -120,6 +120,8 @@ def main() -> None:
         print(f"{rows:>9} rows: job {r['job_s']:.1f} s = {r['job_rate']:.0f} rows/s; UDF stage {r['udf_rate']:.0f} "
               f"rows/s; bare model ({r['cores']} threads) {r['bare_rate']:.0f} rows/s; ratio UDF/bare "
               f"{r['udf_rate'] / r['bare_rate']:.2f}, job/bare {r['job_rate'] / r['bare_rate']:.2f}", flush=True)
+    if len(results) < 2:
+        return
     small, large = results
     print(f"time ratio {large['rows']} vs {small['rows']} rows (full job): {large['job_s'] / small['job_s']:.2f}")
 
