@@ -259,7 +259,7 @@ class TrainSection:
     early_stopping_patience: int = positive(2)
     early_stopping_min_delta: float = at_least(0.001, 0)
     early_stopping_drop: float = at_least(0.005, 0)
-    early_validation_fraction: float = at_least(0.05, 0)
+    early_validation_fraction: float = at_least(0.0, 0)
     use_behaviour: bool = True
     seed: int = 0
     train_start: str | None = a_date(None)
