@@ -36,7 +36,8 @@ SMALL = ["synthetic.enabled=true", "synthetic.days=4", "synthetic.exposures_per_
          "synthetic.calibration_rows_per_scenario=5000", "train.batch_size=512", "train.epochs=2",
          "train.validations_per_epoch=1",
          "model.sei_hidden=[32, 16]", "model.cgc_hidden=[32, 16]", "model.tower_hidden=[16]",
-         "model.embedding_dim=8", "mlflow.floor=false"]  # training mechanics under test (the floor: test_lifecycle)
+         "model.embedding_dim=8", "mlflow.floor=false",  # training mechanics under test (the floor: test_lifecycle)
+         "train.early_stopping_drop=0"]  # every epoch the tests ask for (the fall rule: test_lifecycle)
 
 
 @pytest.fixture(scope="module")
