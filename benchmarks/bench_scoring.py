@@ -49,6 +49,7 @@ def overrides(root: Path, rows: int, model_root: Path) -> list[str]:
     return [f"storage.root={root}", "synthetic.enabled=true", "synthetic.days=2", "synthetic.exposures_per_day=20000",
             f"synthetic.candidates_per_day={rows}", "synthetic.calibration_rows_per_scenario=5000",
             "train.launcher=local", "train.epochs=1", "train.max_steps_per_epoch=30",
+            "mlflow.floor=false",  # a few steps of training: speed does not depend on the weights
             "train.train_start=2026-01-01", "train.train_end=2026-01-01", "train.val_start=2026-01-02",
             "train.val_end=2026-01-02", "train.test_start=2026-01-02", "train.test_end=2026-01-02",
             f"mlflow.tracking_uri=sqlite:///{model_root.resolve()}/mlflow.db",
