@@ -137,7 +137,8 @@ def default_size_model(spec_file: Path, workdir: Path) -> Path:
     store = workdir / "store"
     mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
     store.mkdir(parents=True, exist_ok=True)
-    experiment = mlflow.set_experiment("bench-serving")
+    experiment = mlflow.get_experiment_by_name("bench-serving") or mlflow.get_experiment(
+        mlflow.create_experiment("bench-serving", artifact_location=(store / "artifacts").as_uri()))  # not ./mlruns
     model_spec = ModelSpec(load_config(None, [f"storage.root={store}"]).model, spec.vocab_sizes, len(spec.scenarios))
     torch.manual_seed(0)
     with mlflow.start_run(experiment_id=experiment.experiment_id):
