@@ -42,7 +42,7 @@ def _round(acc: int, lane: int) -> int:
 
 def spark_xxhash64(data: bytes, seed: int = SPARK_HASH_SEED) -> int:
     """XXH64 of ``data`` as a signed 64-bit int: Spark's ``xxhash64`` of a string column (its
-    UTF-8 bytes, seed 42). Checked against Spark in tests/test_model_package.py."""
+    UTF-8 bytes, seed 42). Checked against Spark in tests/test_serving_rows.py."""
     n, i = len(data), 0
     if n >= 32:
         v = [(seed + _P1 + _P2) & _MASK, (seed + _P2) & _MASK, seed & _MASK, (seed - _P1) & _MASK]
@@ -143,12 +143,9 @@ def ids_of_rows(frame: pd.DataFrame, spec: FeatureSpec,
         out[f"f_{name}"] = _bucketized(frame[name], bounds)
     for name, vocab in spec.categorical.items():
         index = {v: FIRST_ID + i for i, v in enumerate(vocab)}
-        col = frame[name]
-        out[f"f_{name}"] = np.where(_null(col), NULL_ID,
-                                    [index.get(_as_text(v), OOV_ID) if v is not None else NULL_ID for v in col])
+        out[f"f_{name}"] = [NULL_ID if pd.isna(v) else index.get(_as_text(v), OOV_ID) for v in frame[name]]
     for name, buckets in spec.hashed.items():
-        col = frame[name]
-        out[f"f_{name}"] = np.where(_null(col), NULL_ID, [
-            FIRST_ID + spark_xxhash64(_as_text(v).encode()) % buckets if not pd.isna(v) else NULL_ID for v in col])
+        out[f"f_{name}"] = [NULL_ID if pd.isna(v) else FIRST_ID + spark_xxhash64(_as_text(v).encode()) % buckets
+                            for v in frame[name]]
     return pd.DataFrame({c: np.asarray(out[c], dtype=np.int64) for c in ("scenario_idx", *spec.columns)},
                         index=frame.index)
