@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -47,6 +48,8 @@ from hinet_spark.tasks import SCORES
 
 # What loading and predicting import; pinned to the versions of the environment that trained.
 RUNTIME_PACKAGES = ("torch", "numpy", "pandas", "mlflow", "cloudpickle", "pyyaml")
+# set to "1" in the scoring UDF's workers by score_candidates when scoring.compile is true
+COMPILE_ENV = "HINET_SCORING_COMPILE"
 WEIGHTS_TAG = "weights_sha256"  # the registered version's tag holding the weights' content hash
 
 
@@ -84,6 +87,11 @@ class HiNetPyfunc(mlflow.pyfunc.PythonModel):
             torch.set_num_threads(max(1, int(task.cpus())))
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
+        self.forward = self.model
+        if os.environ.get(COMPILE_ENV) == "1":  # scoring.compile: the batch job sets it in its UDF workers
+            from hinet_spark.models import compile_model
+
+            self.forward = compile_model(self.model)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         id_columns = (*self.columns, "scenario_idx")
@@ -97,7 +105,7 @@ class HiNetPyfunc(mlflow.pyfunc.PythonModel):
         ids = torch.as_tensor(model_input[self.columns].to_numpy(dtype=np.int64), device=self.device)
         scen = torch.as_tensor(model_input["scenario_idx"].to_numpy(dtype=np.int64), device=self.device)
         with torch.no_grad():
-            probs = torch.sigmoid(self.model(ids, scen)).cpu().numpy().astype(np.float64)
+            probs = torch.sigmoid(self.forward(ids, scen)).cpu().numpy().astype(np.float64)
         return pd.DataFrame({c: probs[:, j] for j, c in enumerate(SCORES)})
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hinet_spark.config import load_config
-from hinet_spark.models import MODELS, ModelSpec, build_model
+from hinet_spark.models import MODELS, ModelSpec, build_model, compile_model
 from hinet_spark.models.hinet import HiNet
 from hinet_spark.models.loss import esmm_logits, hinet_loss, scenario_weights
 from tests.reference_hinet import LoopHiNet
@@ -188,3 +188,35 @@ def test_golden_forward_pass():
     ids = torch.tensor([[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11, 12, 13, 14], [39, 38, 37, 36, 35]])
     s = torch.tensor([0, 1, 4, 5])
     torch.testing.assert_close(model(ids, s), torch.tensor(GOLDEN), atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["hinet", "star"])
+def test_compiled_model_gives_the_eager_loss_and_gradients(name):
+    # train.compile / scoring.compile: torch.compile (inductor, dynamic shapes) of everything but
+    # the id table, whose gradients are sparse as in training (SplitOptimizer). Two batch sizes,
+    # the second without scenario 5: one graph serves both.
+    torch.manual_seed(0)
+    spec = spec_for(name, sei_hidden=(32, 16), cgc_hidden=(32, 16), tower_hidden=(16,))
+    eager, twin = build_model(spec), build_model(spec)
+    twin.load_state_dict(eager.state_dict())
+    for model in (eager, twin):
+        model.embedding.table.sparse = True
+    compiled = compile_model(twin)
+    for n, seed, scenario in ((256, 1, None), (100, 2, 0)):
+        ids, s = batch(n, seed)
+        if scenario is not None:
+            s = s.clamp(max=M - 2)  # scenario M-1 absent
+        y = torch.randint(0, 2, (n, T), generator=torch.Generator().manual_seed(seed)).float()
+        losses = []
+        for model in (eager, compiled):
+            model.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(ids, s), y)
+            loss.backward()
+            losses.append(loss.detach())
+        torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+        for (key, p), q in zip(eager.named_parameters(), twin.parameters()):
+            assert (p.grad is None) == (q.grad is None), key
+            if p.grad is not None:
+                assert p.grad.is_sparse == q.grad.is_sparse == (key == "embedding.table.weight"), key
+                torch.testing.assert_close(q.grad.to_dense(), p.grad.to_dense(), rtol=1e-4, atol=1e-6, msg=key)

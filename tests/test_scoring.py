@@ -127,6 +127,21 @@ def test_rerun_replaces_exactly_that_date_and_those_scenarios(spark, root):
         score_candidates(spark, cfg, DATE, scenarios=("a", "zz"))
 
 
+def test_compiled_scoring_gives_the_eager_scores(spark, root):
+    # scoring.compile: each UDF worker compiles the model (torch.compile, inductor) on its first
+    # batch; the scores are those of the eager model to float32 rounding
+    cfg = config(root)
+    score_candidates(spark, cfg, DATE)
+    eager = read_table(spark, cfg, "scores").where(F.col("dt") == DATE).toPandas()
+    score_candidates(spark, config(root, "scoring.compile=true"), DATE)
+    compiled = read_table(spark, cfg, "scores").where(F.col("dt") == DATE).toPandas()
+    both = eager.merge(compiled, on="exposure_id", suffixes=("", "_compiled"))
+    assert len(both) == len(eager) == len(compiled) > 0
+    np.testing.assert_allclose(both["p_ctr"], both["p_ctr_compiled"], atol=1e-5)
+    np.testing.assert_allclose(both["p_ctcvr"], both["p_ctcvr_compiled"], atol=1e-5)
+    assert (both["scored_at"] != both["scored_at_compiled"]).all()  # scored again, not kept
+
+
 def test_mlflow_models_serve_scores_raw_rows_as_the_job_does(spark, root, tmp_path):
     """Issue #22 item 5: the day's raw candidate rows (their behaviour counters attached by the
     pipeline's function), POSTed to ``mlflow models serve`` running from a venv of the model's own

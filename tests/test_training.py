@@ -86,6 +86,27 @@ def test_horovod_two_workers_learn(spark, root, tmp_path):
         fit(spark, dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=1025)))
 
 
+@pytest.mark.parametrize("launcher", [pytest.param("horovod", marks=pytest.mark.skipif(not HAS_HOROVOD,
+                                                                                        reason="no Horovod")),
+                                      "torch_distributor"])
+def test_compiled_steps_train_as_eager_ones_in_two_workers(spark, root, tmp_path, launcher):
+    # train.compile inside the launcher's workers (Horovod's hooks, DDP): the same seed gives the
+    # same losses and validation AUC as eager steps, to the float rounding of reordered kernels
+    runs = {}
+    for compiled in (False, True):
+        cfg = config(root, f"train.launcher={launcher}", "train.num_proc=2", "train.epochs=1",
+                     "train.max_steps_per_epoch=12", "train.validations_per_epoch=2",
+                     f"train.compile={str(compiled).lower()}", f"train.checkpoint_dir={tmp_path}/{compiled}")
+        runs[compiled] = fit(spark, cfg)
+    eager, compiled = runs[False], runs[True]
+    assert eager.compile_seconds is None and compiled.compile_seconds > 0
+    assert [h["step"] for h in compiled.history] == [h["step"] for h in eager.history] == [6, 12]
+    for a, b in zip(eager.history, compiled.history):
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-3 * a["train_loss"], (a, b)
+        assert abs(a["val_auc_mean"] - b["val_auc_mean"]) < 2e-3, (a, b)
+    assert abs(eager.test.mean_auc - compiled.test.mean_auc) < 2e-3
+
+
 @pytest.mark.runtime
 def test_torch_distributor_two_processes_on_executors(spark, root, tmp_path):
     # local_mode false: the processes are Spark tasks (a cluster's workers), not driver children

@@ -278,6 +278,7 @@ class TrainSection:
     checkpoint_dir: str | None = None
     petastorm_cache_dir: str | None = None
     sparse_embeddings: bool = True
+    compile: bool = False
     shuffle_buffer_rows: int = positive(500_000)
     row_group_mb: int = positive(8)
 
@@ -311,6 +312,7 @@ class ScoringSection:
     feature_spec: str = one_of("pipeline", "pipeline", "model")
     batch_size: int = positive(10_000)
     histogram_bins: int = positive(50)
+    compile: bool = False
 
 
 @dataclass(frozen=True)

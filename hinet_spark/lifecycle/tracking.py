@@ -129,6 +129,7 @@ def log_training(cfg: Config, result: TrainResult, spark: Any = None) -> dict[st
         mlflow.log_metrics({**result.val.metrics("val"), **result.test.metrics("test"),
                             "train_seconds": result.train_seconds, "best_epoch": float(best_epoch),
                             "best_step": float(best_step),
+                            **({"compile_seconds": result.compile_seconds} if result.compile_seconds is not None else {}),
                             **{f"train_rows.scenario_{s}": float(n) for s, n in result.split_counts["train"].items()}},
                            **linked)
         spec_file = tmp_path / "feature_spec.json"

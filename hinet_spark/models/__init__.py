@@ -4,7 +4,7 @@ Every model maps ``(ids [B, F] long, scenario [B] long) -> logits [B, T]`` (T = 
 CTCVR) for each sample's own scenario. Build one by name with :func:`build_model`.
 """
 
-from hinet_spark.models.registry import MODELS, build_model
+from hinet_spark.models.registry import MODELS, build_model, compile_model
 from hinet_spark.models.spec import ModelSpec
 
-__all__ = ["MODELS", "ModelSpec", "build_model"]
+__all__ = ["MODELS", "ModelSpec", "build_model", "compile_model"]

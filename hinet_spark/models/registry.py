@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from hinet_spark.config import MODEL_NAMES
 from hinet_spark.models.baselines import PLE, STAR, FlatCGC, HMoE, MMoE, SharedBottom
+from hinet_spark.models.blocks import FeatureEmbedding
 from hinet_spark.models.hinet import HiNet
 from hinet_spark.models.loss import esmm_output
 from hinet_spark.models.spec import ModelSpec
@@ -48,6 +50,24 @@ def build_model(spec: ModelSpec) -> nn.Module:
     if spec.config.task_output == "esmm":
         model.register_forward_hook(esmm_output)
     return model
+
+
+def compile_model(model: nn.Module) -> nn.Module:
+    """``torch.compile`` (inductor, dynamic shapes) of any model: ``train.compile``, ``scoring.compile``.
+
+    Everything after the id table is compiled (GEMMs, bias + ReLU and the gates fused by
+    inductor). The id table stays eager (a graph break): its gradients are sparse tensors, which
+    inductor cannot hold. ``dynamic=True``: the batch and HiNet's per-scenario segments change
+    size every step, and one graph serves them all instead of a recompile per size. The result
+    shares ``model``'s parameters; save and load ``model``'s state dict, not the wrapper's (its
+    keys carry an ``_orig_mod.`` prefix). Compiled kernels are cached on disk by torch
+    (``TORCHINDUCTOR_CACHE_DIR``, default a folder under the temp dir), so a second process
+    with the same model compiles faster (docs/benchmarks.md).
+    """
+    for module in model.modules():
+        if isinstance(module, FeatureEmbedding):
+            module.forward = torch.compiler.disable(module.forward)
+    return torch.compile(model, dynamic=True)
 
 
 def count_parameters(model: nn.Module, include_embeddings: bool = True) -> int:

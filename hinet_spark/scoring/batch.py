@@ -48,7 +48,7 @@ from hinet_spark.ops.io import create_table_if_missing, read_table, table_versio
 from hinet_spark.ops.mlflow_store import setup as setup_mlflow
 from hinet_spark.ops.mlflow_store import use_experiment
 from hinet_spark.ops.schemas import load_schema, validate_dataframe, validate_features
-from hinet_spark.serving import WEIGHTS_TAG, file_sha256
+from hinet_spark.serving import COMPILE_ENV, WEIGHTS_TAG, file_sha256
 from hinet_spark.tasks import SCORES
 
 logger = logging.getLogger(__name__)
@@ -247,7 +247,8 @@ def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tup
                 scores = spark.createDataFrame([], load_schema("scores").struct)
             else:
                 spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.scoring.batch_size))
-                udf = mlflow.pyfunc.spark_udf(spark, str(local), result_type=RESULT_TYPE, env_manager="local")
+                udf = mlflow.pyfunc.spark_udf(spark, str(local), result_type=RESULT_TYPE, env_manager="local",
+                                              extra_env={COMPILE_ENV: "1" if cfg.scoring.compile else "0"})
                 # the UDF's task count is the job's: rows / spark.rows_per_task, not the 200 (or
                 # whatever) shuffle partitions the session's settings would give the persisted frame
                 tasks = max(1, math.ceil(n_rows / cfg.spark.rows_per_task))

@@ -29,7 +29,7 @@ from hinet_spark.errors import ConfigError, OperatorError
 from hinet_spark.evaluation import Evaluation, evaluate
 from hinet_spark.features.build import spec_path
 from hinet_spark.features.spec import FeatureSpec
-from hinet_spark.models import ModelSpec, build_model
+from hinet_spark.models import ModelSpec, build_model, compile_model
 from hinet_spark.models.loss import hinet_loss, scenario_weights
 from hinet_spark.ops.logs import configure, quiet_library_warnings
 from hinet_spark.train.checkpoints import (
@@ -375,8 +375,10 @@ def _train(p: Payload) -> dict | None:
                          t.weight_decay)
     run = _resume(p, model, opt, device, rank)
     dist.broadcast_state(model, opt.dense)  # (every rank loaded the same checkpoint, if any)
-    net = dist.wrap_model(model)
+    # compiled inside the distribution wrapper: DDP and Horovod's hooks see the same parameters
+    net = dist.wrap_model(compile_model(model) if t.compile else model)
     dist.wrap_optimizer(opt, model)
+    compile_seconds = None  # train.compile: the first step's time, which holds the compilation
     weights = torch.tensor(p.loss_weights, device=device)
     per_rank = rank_batch(t.batch_size, size)  # train.batch_size is the global batch (docs/training.md)
     steps = max(1, p.train_rows // t.batch_size)
@@ -402,10 +404,15 @@ def _train(p: Payload) -> dict | None:
         loss_exchange.segment()  # each epoch's first record starts at its first step
         for step in range(steps):
             ids, s, y = (x.to(device) for x in batch_tensors(next(batches), cols))
+            step_began = time.perf_counter()
             opt.zero_grad()
             loss = hinet_loss(net(ids, s), y, s, weights)
             loss.backward()
             opt.step()
+            if t.compile and compile_seconds is None:
+                compile_seconds = time.perf_counter() - step_began
+                if rank == 0:
+                    logger.info("train.compile: the first step compiled the model in %.1f s", compile_seconds)
             loss_exchange.add(loss)
             if loss_exchange.unsynced == LOSS_SYNC_STEPS or step in checks or step == steps - 1:
                 loss_exchange.exchange(epoch, step)
@@ -448,7 +455,7 @@ def _train(p: Payload) -> dict | None:
         state = torch.load(latest, map_location="cpu", weights_only=False)
         _save_latest({**state, "completed": True}, latest)
     return {"best_state": run.best_state, "history": run.history, "best_val_auc": run.best, "world_size": size,
-            "shard_rows": shard_rows}
+            "shard_rows": shard_rows, "compile_seconds": compile_seconds}
 
 
 # --------------------------------------------------------------------------------------
@@ -472,6 +479,7 @@ class TrainResult:
     loss_weights: tuple[float, ...]
     warm_start_version: str | None = None
     shard_rows: tuple[int, ...] = ()  # training rows each rank read
+    compile_seconds: float | None = None  # train.compile: the first step (compilation included)
     started_at: float = 0.0  # epoch seconds when fit began (the MLflow run's start)
 
 
@@ -570,4 +578,4 @@ def _fit_locked(spark: SparkSession, cfg: Config, spec: FeatureSpec, names: tupl
     logger.debug("test mean AUC %.4f (validation %.4f)", test.mean_auc or float("nan"), val.mean_auc or float("nan"))
     return TrainResult(model, model_spec, spec, snap.version, snap.dates, snap.counts, result["history"],
                        result["best_val_auc"], val, test, seconds, weights, warm_version,
-                       tuple(result.get("shard_rows", ())))
+                       tuple(result.get("shard_rows", ())), compile_seconds=result.get("compile_seconds"))
