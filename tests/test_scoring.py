@@ -127,13 +127,18 @@ def test_rerun_replaces_exactly_that_date_and_those_scenarios(spark, root):
         score_candidates(spark, cfg, DATE, scenarios=("a", "zz"))
 
 
-def test_compiled_scoring_gives_the_eager_scores(spark, root):
+def test_compiled_scoring_gives_the_eager_scores(spark, root, tmp_path, monkeypatch):
     # scoring.compile: each UDF worker compiles the model (torch.compile, inductor) on its first
-    # batch; the scores are those of the eager model to float32 rounding
+    # batch; the scores are those of the eager model to float32 rounding. The driver's
+    # TORCHINDUCTOR_CACHE_DIR reaches the workers: their compiled kernels land there.
+    kernels = tmp_path / "inductor"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(kernels))
     cfg = config(root)
     score_candidates(spark, cfg, DATE)
     eager = read_table(spark, cfg, "scores").where(F.col("dt") == DATE).toPandas()
+    assert not kernels.exists()  # eager: nothing compiled
     score_candidates(spark, config(root, "scoring.compile=true"), DATE)
+    assert any(p.is_file() for p in kernels.rglob("*"))  # the workers compiled
     compiled = read_table(spark, cfg, "scores").where(F.col("dt") == DATE).toPandas()
     both = eager.merge(compiled, on="exposure_id", suffixes=("", "_compiled"))
     assert len(both) == len(eager) == len(compiled) > 0

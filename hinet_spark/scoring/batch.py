@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import logging
 import math
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -247,8 +248,11 @@ def score_candidates(spark: SparkSession, cfg: Config, date: str, scenarios: tup
                 scores = spark.createDataFrame([], load_schema("scores").struct)
             else:
                 spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.scoring.batch_size))
+                # scoring.compile reaches the UDF's workers as an environment variable, with the
+                # driver's TORCHINDUCTOR_* settings (e.g. the compiled kernels' cache folder)
+                env = {k: v for k, v in os.environ.items() if k.startswith("TORCHINDUCTOR_")}
                 udf = mlflow.pyfunc.spark_udf(spark, str(local), result_type=RESULT_TYPE, env_manager="local",
-                                              extra_env={COMPILE_ENV: "1" if cfg.scoring.compile else "0"})
+                                              extra_env={**env, COMPILE_ENV: "1" if cfg.scoring.compile else "0"})
                 # the UDF's task count is the job's: rows / spark.rows_per_task, not the 200 (or
                 # whatever) shuffle partitions the session's settings would give the persisted frame
                 tasks = max(1, math.ceil(n_rows / cfg.spark.rows_per_task))
