@@ -186,6 +186,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--buffer-rows", type=int, default=None, help="default 500,000 (--quick: 100,000)")
+    ap.add_argument("--part", choices=("all", "data", "overhead"), default="all",
+                    help="data: only 1 (rss_growth=); overhead: only 2 (ratio=)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -196,13 +198,15 @@ def main() -> None:
     rows = args.rows or ([250_000, 1_000_000] if args.quick else [1_000_000, 4_000_000])
     steps = args.steps or (60 if args.quick else 150)
     args.buffer_rows = args.buffer_rows or (100_000 if args.quick else 500_000)
-    print(f"1. data path, one worker (rank 0 of 2), {steps} steps of batch {args.batch}, "
-          f"shuffle buffer {args.buffer_rows:,d} rows")
-    growth, speed = data_path(rows, steps, args.batch, args.buffer_rows)
-    print("2. distributed overhead")
-    ratio = end_to_end(args.quick, args.batch)
-    print(f"rss_growth={growth:.3f}")
-    print(f"ratio={ratio:.2f}")
+    if args.part in ("all", "data"):
+        print(f"1. data path, one worker (rank 0 of 2), {steps} steps of batch {args.batch}, "
+              f"shuffle buffer {args.buffer_rows:,d} rows")
+        growth, speed = data_path(rows, steps, args.batch, args.buffer_rows)
+        print(f"rss_growth={growth:.3f}")
+    if args.part in ("all", "overhead"):
+        print("2. distributed overhead")
+        ratio = end_to_end(args.quick, args.batch)
+        print(f"ratio={ratio:.2f}")
 
 
 if __name__ == "__main__":
