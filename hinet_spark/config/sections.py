@@ -279,6 +279,7 @@ class TrainSection:
     petastorm_cache_dir: str | None = None
     sparse_embeddings: bool = True
     compile: bool = False
+    gradient_compression: str = one_of("none", "none", "fp16")
     shuffle_buffer_rows: int = positive(500_000)
     row_group_mb: int = positive(8)
 

@@ -25,7 +25,7 @@ from hinet_spark.errors import OperatorError
 
 # Settings that may change between the interrupted run and its resumption: more epochs,
 # another stopping rule (patience, fall, the early validation), where the files go.
-RESUMABLE_CHANGES = ("epochs", "early_stopping_patience", "early_stopping_drop", "early_validation_fraction",
+RESUMABLE_CHANGES = ("epochs", "early_stopping_patience", "early_stopping_drop", "early_validation_fraction", "compile",
                      "checkpoint_dir", "petastorm_cache_dir", "progress_seconds")
 
 

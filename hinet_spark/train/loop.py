@@ -363,7 +363,7 @@ def rank_batch(global_batch: int, workers: int) -> int:
 
 def _train(p: Payload) -> dict | None:
     t = p.train
-    dist = distribution(t.launcher, t.use_gpu)
+    dist = distribution(t.launcher, t.use_gpu, t.gradient_compression)
     rank, size = dist.rank, dist.size
     torch.set_num_threads(t.threads_per_worker)
     torch.manual_seed(t.seed)
