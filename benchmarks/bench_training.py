@@ -14,8 +14,8 @@ distributed overhead, each against a baseline measured in the same run.
    samples table, samples/s of its training segments; against the same model and global
    batch trained in one process on 2 threads from tensors in memory; and ``fit`` with the local
    launcher (one process, 2 threads: the same reader, no exchange) to split the gap into the
-   reader's and the distribution's part; and Horovod again with ``train.gradient_compression``
-   fp16 (``ratio_fp16=``). Last line: ``ratio`` = end-to-end / model-only with the defaults
+   reader's and the distribution's part; Horovod again with ``train.gradient_compression``
+   fp16 (``ratio_fp16=``); and TorchDistributor's 2 processes (``ratio_torch_distributor=``). Last line: ``ratio`` = end-to-end / model-only with the defaults
    (goal >= 0.9).
 
 ``--quick`` (N = 250k rows, a 100k-row shuffle buffer, fewer steps, a smaller table) finishes
@@ -169,6 +169,8 @@ def end_to_end(quick: bool, batch: int) -> float:
         # train.gradient_compression fp16: the same run with the dense gradients exchanged as float16
         half = fit(spark, load_config(None, [*common, "train.gradient_compression=fp16"]))
         e2e_half = segment_rate(half)
+        # the other launcher: TorchDistributor, 2 processes (DDP over Gloo), the same workers' code
+        ddp = segment_rate(fit(spark, load_config(None, [*common, "train.launcher=torch_distributor"])))
         # the same data path in one process (2 threads, no exchange): splits the gap into what
         # the reader costs and what the distribution costs
         one = fit(spark, load_config(None, [*common, "train.launcher=local", "train.threads_per_worker=2"]))
@@ -186,11 +188,13 @@ def end_to_end(quick: bool, batch: int) -> float:
           f"({sum(result.split_counts['train'].values()):,d} training rows), test mean AUC {result.test.mean_auc:.4f}")
     print(f"  the same, train.gradient_compression=fp16:              {e2e_half:7.0f} samples/s, "
           f"test mean AUC {half.test.mean_auc:.4f}")
+    print(f"  end-to-end, TorchDistributor 2 processes x 1 thread (DDP, Gloo):       {ddp:7.0f} samples/s")
     print(f"  end-to-end, local launcher, 1 process x 2 threads, batch {batch * 2}: {local:7.0f} samples/s "
           f"(the same reader, no exchange)")
     print(f"  model only, one process, 2 threads, batch {batch * 2}:       {alone:7.0f} samples/s")
     print(f"  breakdown: reader and loop {local / alone:.2f} x distribution {e2e / local:.2f} = {e2e / alone:.2f}")
     print(f"ratio_fp16={e2e_half / alone:.2f} (train.gradient_compression=fp16)")
+    print(f"ratio_torch_distributor={ddp / alone:.2f} (train.launcher=torch_distributor)")
     return e2e / alone
 
 
