@@ -1,6 +1,8 @@
 """Model speed and size on CPU: vectorized HiNet vs the loop-per-expert reference.
 
     .venv/bin/python -m benchmarks.bench_model [--batch 4096] [--steps 10] [--threads 2]
+    .venv/bin/python -m benchmarks.bench_model --efficiency-only     # the GFLOP/s figures only
+    .venv/bin/python -m benchmarks.bench_model --inference           # scoring: eager vs scoring.compile
 
 Prints forward+backward samples/s of both at the default config (same weights, same
 batches, measured in this run) and their ratio; then the achieved GFLOP/s of a HiNet training
@@ -103,6 +105,33 @@ def efficiency(spec: ModelSpec, batch_size: int, steps: int) -> None:
     print(f"efficiency={shares[True]:.2f} (the training path with train.compile=true; eager: {shares[False]:.2f})")
 
 
+def inference(spec: ModelSpec, batch_size: int, rounds: int = 3) -> None:
+    """Scoring's model call, eager vs ``scoring.compile``, on one thread (a UDF task's share):
+    rows/s (median of ``rounds``) and the compiled model's first batch (its compilation)."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = HiNet(spec).eval()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.stack([torch.randint(0, v, (batch_size,), generator=g) for v in spec.vocab_sizes], 1)
+    s = torch.randint(0, spec.n_scenarios, (batch_size,), generator=g)
+    compiled = compile_model(model)
+
+    def rate(f, n: int = 10) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            f(ids, s)
+        return n * batch_size / (time.perf_counter() - start)
+
+    with torch.no_grad():
+        start = time.perf_counter()
+        compiled(ids, s)
+        first = time.perf_counter() - start
+        eager = sorted(rate(model) for _ in range(rounds))[rounds // 2]
+        fast = sorted(rate(compiled) for _ in range(rounds))[rounds // 2]
+    print(f"inference, 1 thread, batch {batch_size}: eager {eager:,.0f} rows/s, scoring.compile {fast:,.0f} rows/s "
+          f"({fast / eager:.2f}x); the compiled first batch took {first:.1f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, nargs="+", default=[4096, 512])
@@ -110,6 +139,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--efficiency-only", action="store_true", help="only the GFLOP/s figures")
+    ap.add_argument("--inference", action="store_true",
+                    help="only scoring's model call, eager vs scoring.compile (1 thread, batch 10,000)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config().model
@@ -118,6 +149,9 @@ def main() -> None:
     torch.manual_seed(0)
     vec = HiNet(spec)
     ref = LoopHiNet(spec).load_from(vec)
+    if args.inference:
+        inference(spec, 10_000)
+        return
     if args.efficiency_only:
         efficiency(spec, args.batch[0], args.steps)
         return
