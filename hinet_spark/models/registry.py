@@ -62,7 +62,8 @@ def compile_model(model: nn.Module) -> nn.Module:
     shares ``model``'s parameters; save and load ``model``'s state dict, not the wrapper's (its
     keys carry an ``_orig_mod.`` prefix). Compiled kernels are cached on disk by torch
     (``TORCHINDUCTOR_CACHE_DIR``, default a folder under the temp dir), so a second process
-    with the same model compiles faster (docs/benchmarks.md).
+    with the same model compiles faster (docs/benchmarks.md). ``model`` itself is marked in
+    place (its id tables' ``forward`` never compiled) and still runs eagerly when called directly.
     """
     for module in model.modules():
         if isinstance(module, FeatureEmbedding):
