@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import tempfile
 import time
@@ -234,7 +235,7 @@ def row(case: Case, r: dict | None, note: str = "") -> str:
         return f"| {case.kind} | {case.model} | {case.batch} | {case.mode} | | | | | {note} |"
     ms = f"{r['ms_per_sample']:.6f}" if "ms_per_sample" in r else ""
     vs = f"{PAPER_MS / r['ms_per_sample']:,.0f}x faster" if "ms_per_sample" in r and case.model == "hinet" else ""
-    peak = "" if r.get("peak_mb") is None or r["peak_mb"] != r["peak_mb"] else f"{r['peak_mb']:,.0f}"
+    peak = "" if math.isnan(r.get("peak_mb", math.nan)) else f"{r['peak_mb']:,.0f}"  # nan: no GPU memory
     warm = f"{r['warmup_s']:.1f}" if "warmup_s" in r else ""
     return (f"| {case.kind} | {case.model} | {case.batch} | {case.mode} | {r['samples_per_s']:,.0f} | {ms} | "
             f"{peak} | {warm} | {' '.join(x for x in (vs, note) if x)} |")

@@ -146,15 +146,15 @@ def main() -> None:
     cfg = load_config().model
     m = len(load_config().scenarios.names)
     spec = ModelSpec(cfg, VOCAB, m)
-    torch.manual_seed(0)
-    vec = HiNet(spec)
-    ref = LoopHiNet(spec).load_from(vec)
     if args.inference:
         inference(spec, 10_000)
         return
     if args.efficiency_only:
         efficiency(spec, args.batch[0], args.steps)
         return
+    torch.manual_seed(0)
+    vec = HiNet(spec)
+    ref = LoopHiNet(spec).load_from(vec)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} timed steps "
           f"(fwd+bwd+Adam) x {args.rounds} alternating rounds, median")
     for size in args.batch:

@@ -15,11 +15,12 @@ distributed overhead, each against a baseline measured in the same run.
    batch trained in one process on 2 threads from tensors in memory; and ``fit`` with the local
    launcher (one process, 2 threads: the same reader, no exchange) to split the gap into the
    reader's and the distribution's part; Horovod again with ``train.gradient_compression``
-   fp16 (``ratio_fp16=``); and TorchDistributor's 2 processes (``ratio_torch_distributor=``). Last line: ``ratio`` = end-to-end / model-only with the defaults
-   (goal >= 0.9).
+   fp16 (``ratio_fp16=``); and TorchDistributor's 2 processes (``ratio_torch_distributor=``).
+   Last line: ``ratio`` = end-to-end / model-only with the defaults (goal >= 0.9).
 
 ``--quick`` (N = 250k rows, a 100k-row shuffle buffer, fewer steps, a smaller table) finishes
-in about 4 minutes on 2 cores; the comparison is the same. The end-to-end figure leaves out
+in about 8 minutes on 2 cores (part 2 alone, ``--part overhead``: about 6); the comparison is
+the same. The end-to-end figure leaves out
 the first validation segment (warm-up).
 """
 
@@ -173,8 +174,8 @@ def end_to_end(quick: bool, batch: int) -> float:
         ddp = segment_rate(fit(spark, load_config(None, [*common, "train.launcher=torch_distributor"])))
         # the same data path in one process (2 threads, no exchange): splits the gap into what
         # the reader costs and what the distribution costs
-        one = fit(spark, load_config(None, [*common, "train.launcher=local", "train.threads_per_worker=2"]))
-        local = segment_rate(one)
+        local = segment_rate(fit(spark, load_config(None, [*common, "train.launcher=local",
+                                                           "train.threads_per_worker=2"])))
         torch.set_num_threads(2)
         spec = ModelSpec(cfg.model, result.feature_spec.vocab_sizes, len(cfg.scenarios.names))
         model = build_model(spec)
