@@ -7,7 +7,8 @@
 at ``--rows-per-day`` (not timed) and aggregates the history into behaviour_daily (not timed:
 earlier nights did it); then, for each history length H, builds day H + 1 once without
 counters and once with them (windows 1, 7, 30 over user, item, user+scenario, item+scenario,
-every count and rate: the day's aggregation plus the window lookups), and prints the times,
+every count and rate: the day's aggregation plus the window lookups; each arm reuses the spec
+that its build of day H fitted, not timed, as a nightly build does), and prints the times,
 ``ratio=`` (with / without) and the with-counters time at each H against the shortest (the
 cost must not follow the history).
 
@@ -48,7 +49,12 @@ def behaviour(args: argparse.Namespace) -> None:
             f"synthetic.exposures_per_day={args.rows_per_day}", "synthetic.candidates_per_day=0",
             "synthetic.behaviour_weight=0.8", "spark.driver_memory=8g", "features.dedup_lookback_days=0"]
     assert generate_synthetic.main([x for o in data for x in ("--set", o)]) == 0
-    with_cfg, without_cfg = load_config(None, [*data, *COUNTERS]), load_config(None, data)
+    # each arm its own samples table and spec, so both reuse their spec as a nightly build does
+    with_cfg = load_config(None, [*data, *COUNTERS])
+    without_cfg = load_config(None, [*data, "storage.tables.samples=samples_plain",
+                                     "storage.tables.quarantine=quarantine_plain",
+                                     "storage.tables.feature_spec_log=feature_spec_log_plain",
+                                     f"features.spec_path={root}/feature_spec_plain.json"])
     spark = get_spark(with_cfg)
     counters = Counters.from_section(with_cfg.features.behaviour)
     first = dt.date.fromisoformat(with_cfg.synthetic.start_date)
@@ -59,12 +65,15 @@ def behaviour(args: argparse.Namespace) -> None:
     timed: dict[int, float] = {}
     for h in sorted(args.history):
         day = (first + dt.timedelta(days=h)).isoformat()
+        before = (first + dt.timedelta(days=h - 1)).isoformat()
+        for cfg in (without_cfg, with_cfg):  # the previous night, which fitted the spec (not timed)
+            build_samples(spark, cfg, before, before, refit=True)
         spent = {}
         # the night of `day` has not aggregated it yet: its aggregation is part of the timed build
         DeltaTable.forPath(spark, table_location(with_cfg, "behaviour_daily")).delete(f"dt = '{day}'")
         for name, cfg in (("without", without_cfg), ("with", with_cfg)):
             start = time.perf_counter()
-            build_samples(spark, cfg, day, day, refit=True)
+            build_samples(spark, cfg, day, day)  # the nightly build: the spec is reused
             spent[name] = time.perf_counter() - start
         timed[h] = spent["with"]
         print(f"history {h:>2d} days, build {day}: without counters {spent['without']:6.1f} s, with "

@@ -4,6 +4,13 @@
     .venv/bin/python -m benchmarks.variants --study behaviour  # without vs with behaviour counters (#20)
     .venv/bin/python -m benchmarks.variants --study lambda     # loss weights lambda_i (issue #21, item 5)
     .venv/bin/python -m benchmarks.variants --study esmm --quick   # smoke test (a few minutes)
+    .venv/bin/python -m benchmarks.variants --study lambda --conf conf/shop.yaml --end-date 2026-01-08
+
+With ``--conf`` (and ``--set``, ``--end-date`` as compare_models takes them) the study runs on
+that config's own samples table instead: nothing is generated or built, every variant trains
+with the config's model and settings (local launcher, as compare_models), and ``behaviour``
+compares ``train.use_behaviour=false`` with the counters the samples carry.
+
 
 Generates ``--days`` days of synthetic logs with ``synthetic.behaviour_weight`` (the demo's
 0.8: drifting user x scenario and item x scenario propensities, what the counters estimate),
@@ -24,18 +31,20 @@ import logging
 import math
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pyspark.sql import functions as F
 
 from benchmarks.quality import data_overrides, model_overrides
-from hinet_spark.config import load_config
+from hinet_spark.config import Config, load_config
 from hinet_spark.evaluation import TASKS
 from hinet_spark.features.build import build_samples
 from hinet_spark.lifecycle.compare import fmt, interval
 from hinet_spark.ops.io import read_table
 from hinet_spark.ops.spark import get_spark
 from hinet_spark.train.loop import fit
+from hinet_spark.train.snapshot import rolling_split
 from jobs import generate_synthetic
 
 COUNTERS = ["features.behaviour.entities=[user, item, user+scenario, item+scenario]",
@@ -49,7 +58,7 @@ def plain_spec(root: str) -> str:
     return f"features.spec_path={root}/feature_spec_plain.json"
 
 
-def lambda_variants(spark, cfg) -> list[tuple[str, list[str]]]:
+def lambda_variants(spark, cfg: Config) -> list[tuple[str, list[str]]]:
     """Eq. 9's lambda_i = 1/share (the default) against sqrt(1/share), 1/share capped at 10, uniform."""
     t = cfg.train
     rows = read_table(spark, cfg, "samples").where(F.col("dt").between(t.train_start, t.train_end)) \
@@ -65,9 +74,11 @@ def lambda_variants(spark, cfg) -> list[tuple[str, list[str]]]:
             ("min(1/share, 10)", weights(lambda w: min(w, 10.0))), ("uniform", weights(lambda w: 1.0))]
 
 
-def run_one(spark, overrides: list[str], seed: int, tag: str, root: str) -> dict:
-    cfg = load_config(None, [*overrides, f"train.seed={seed}",
-                             f"train.checkpoint_dir={root}/ckpt/{tag.replace('/', '_').replace(' ', '_')}-{seed}"])
+def run_one(spark, make: Callable[[list[str]], Config], overrides: list[str], seed: int, tag: str,
+            root: str) -> dict:
+    """Train variant ``tag`` (``overrides`` on the study's config, built by ``make``) with ``seed``."""
+    cfg = make([*overrides, f"train.seed={seed}",
+                f"train.checkpoint_dir={root}/ckpt/{tag.replace('/', '_').replace(' ', '_')}-{seed}"])
     began = time.perf_counter()
     result = fit(spark, cfg)
     row = {"tag": tag, "seed": seed, "test_auc": result.test.auc, "test_mean": result.test.mean_auc,
@@ -80,9 +91,14 @@ def run_one(spark, overrides: list[str], seed: int, tag: str, root: str) -> dict
 
 
 def render(args, scenarios: list[str], variants: list[str], rows: list[dict], seconds: float) -> str:
+    if args.conf:
+        data = (f"the samples of {args.conf}{''.join(f' --set {o}' for o in args.overrides)}"
+                f"{f' --end-date {args.end_date}' if args.end_date else ''}, its model and settings")
+    else:
+        data = (f"{args.days} days x {args.rows_per_day:,} exposures, synthetic.behaviour_weight "
+                f"{args.behaviour_weight}; HiNet")
     lines = [f"`python -m benchmarks.variants --study {args.study}{' --quick' if args.quick else ''}` "
-             f"({time.strftime('%Y-%m-%d')}, {len(rows)} runs, {seconds / 60:.0f} min): {args.days} days x "
-             f"{args.rows_per_day:,} exposures, synthetic.behaviour_weight {args.behaviour_weight}; HiNet, "
+             f"({time.strftime('%Y-%m-%d')}, {len(rows)} runs, {seconds / 60:.0f} min): {data}, "
              f"{args.seeds} seeds; test AUC mean ± std over seeds.", "",
              "| variant | " + " | ".join(f"{s} {t.upper()}" for t in TASKS for s in scenarios)
              + " | mean | p_ctcvr > p_ctr | epochs | seconds |", "|---|" + "---|" * (2 * len(scenarios) + 4)]
@@ -102,28 +118,8 @@ def render(args, scenarios: list[str], variants: list[str], rows: list[dict], se
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--study", choices=("esmm", "behaviour", "lambda"), required=True)
-    ap.add_argument("--quick", action="store_true", help="smoke test: tiny data, 2 seeds")
-    ap.add_argument("--root", default=None, help="default benchmarks/out/variants-<study>")
-    ap.add_argument("--days", type=int, default=10)
-    ap.add_argument("--rows-per-day", type=int, default=40000)
-    ap.add_argument("--behaviour-weight", type=float, default=0.8)
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=10, help="the epoch maximum (train.epochs' default)")
-    ap.add_argument("--batch-size", type=int, default=512)
-    ap.add_argument("--lr", type=float, default=0.001)
-    ap.add_argument("--emb", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--max-steps", type=int, default=0)
-    ap.add_argument("--out", default=None, help="also write the markdown here")
-    args = ap.parse_args()
-    if args.quick:
-        args.days, args.rows_per_day, args.seeds, args.epochs = 9, 6000, 2, 2
-    args.root = args.root or f"benchmarks/out/variants-{args.study}"
-    logging.basicConfig(level=logging.WARNING)
-    began = time.perf_counter()
+def on_synthetic(args: argparse.Namespace):
+    """Generate the study's synthetic logs and build its samples (twice for ``behaviour``)."""
     data = [*data_overrides(args), f"synthetic.behaviour_weight={args.behaviour_weight}"]
     models = model_overrides(args)
     # model_overrides fixes patience 1 for the 40-run quality table; here the config's patience applies
@@ -140,8 +136,60 @@ def main() -> None:
         variants = [("two towers", [*plain, *models]), ("esmm", [*plain, *models, "model.task_output=esmm"])]
     else:
         variants = [(name, [*plain, *models, *w]) for name, w in lambda_variants(spark, load_config(None, plain))]
-    rows = [run_one(spark, overrides, seed, tag, args.root) for seed in range(args.seeds) for tag, overrides in variants]
-    scenarios = list(load_config(None, data).scenarios.names)
+    return (lambda overrides: load_config(None, overrides)), spark, variants, list(load_config(None, data).scenarios.names)
+
+
+def on_config(args: argparse.Namespace):
+    """The study on ``--conf``'s own samples: its model and settings, the local launcher."""
+    def make(overrides: list[str]) -> Config:
+        cfg = load_config(args.conf, [*args.overrides, "train.launcher=local", *overrides])
+        return rolling_split(cfg, args.end_date) if args.end_date else cfg
+
+    base = make([])
+    spark = get_spark(base)
+    if args.study == "behaviour":
+        if not base.features.behaviour.entities:
+            raise SystemExit(f"--study behaviour: {args.conf} declares no features.behaviour counters")
+        variants = [("no counters", ["train.use_behaviour=false"]), ("counters", [])]
+    elif args.study == "esmm":
+        variants = [("two towers", ["model.task_output=towers"]), ("esmm", ["model.task_output=esmm"])]
+    else:
+        variants = lambda_variants(spark, base)
+    return make, spark, variants, list(base.scenarios.names)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--study", choices=("esmm", "behaviour", "lambda"), required=True)
+    ap.add_argument("--quick", action="store_true", help="smoke test: tiny data, 2 seeds")
+    ap.add_argument("--root", default=None, help="default benchmarks/out/variants-<study>")
+    ap.add_argument("--days", type=int, default=10)
+    ap.add_argument("--rows-per-day", type=int, default=40000)
+    ap.add_argument("--behaviour-weight", type=float, default=0.8)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=10, help="the epoch maximum (train.epochs' default)")
+    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--lr", type=float, default=0.001)
+    ap.add_argument("--emb", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-steps", type=int, default=0)
+    ap.add_argument("--out", default=None, help="also write the markdown here")
+    ap.add_argument("--conf", default=None, help="study this config's samples table (nothing generated)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --conf: override a config key (repeatable)")
+    ap.add_argument("--end-date", default=None, help="with --conf: test on this day, validate on the day before")
+    args = ap.parse_args()
+    if args.quick:
+        args.days, args.rows_per_day, args.seeds, args.epochs = 9, 6000, 2, 2
+    args.root = args.root or f"benchmarks/out/variants-{args.study}"
+    logging.basicConfig(level=logging.WARNING)
+    began = time.perf_counter()
+    if args.conf:
+        make, spark, variants, scenarios = on_config(args)
+    else:
+        make, spark, variants, scenarios = on_synthetic(args)
+    rows = [run_one(spark, make, overrides, seed, tag, args.root)
+            for seed in range(args.seeds) for tag, overrides in variants]
     text = render(args, scenarios, [t for t, _ in variants], rows, time.perf_counter() - began)
     if args.out:
         Path(args.out).write_text(text)

@@ -153,7 +153,8 @@ def aggregate_days(spark: SparkSession, cfg: Config, counters: Counters, dates: 
     key_columns = list(dict.fromkeys(c for e in counters.entities for c in Counters.columns(e)))
     in_dates = F.col("dt").isin(*[d.isoformat() for d in dates])
     raw = read_table(spark, cfg, "raw_exposures").where(in_range("dt", dates[0] - dt.timedelta(days=days), dates[-1]))
-    exposures = counted_exposures(raw, cfg.scenarios.names, key_columns).persist()
+    # read three times (the day's exposures, the clicks' and the orders' attribution); freed with the DataFrame
+    exposures = counted_exposures(raw, cfg.scenarios.names, key_columns).localCheckpoint(eager=True)
     frames = [exposures.where(in_dates).select("dt", *key_columns, F.lit(1).alias("e"), F.lit(0).alias("c"),
                                                F.lit(0).alias("o"))]
     for table, time_col, flags in (("raw_clicks", "click_time", (0, 1, 0)), ("raw_orders", "order_time", (0, 0, 1))):
@@ -258,11 +259,13 @@ def attach(spark: SparkSession, cfg: Config, df: DataFrame, counters: Counters, 
     if not counters.enabled:
         return df
     require_days(spark, cfg, counters, a, b)
-    sums = window_sums(spark, cfg, counters, a, b).persist()
+    # computed once for the day totals and every entity's join (a persist() released here would be
+    # recomputed per join when the caller runs the lazy result); Spark frees it with the DataFrame
+    sums = window_sums(spark, cfg, counters, a, b).localCheckpoint(eager=True)
     totals = {(r["entity"], r["_D"]): r for r in sums.where(F.col("entity_key") == TOTAL_KEY).collect()}
     k = float(counters.prior)
-    out = df
-    for e in counters.entities:
+    out, counter_columns = df, []
+    for e in counters.entities:  # one join per entity; the counters are then one projection
         label = Counters.label(e)
         g = _global_rates(spark, totals, e, counters, _days(a, b)).withColumnRenamed("_D", f"_gD_{label}")
         mine = sums.where((F.col("entity") == e) & (F.col("entity_key") != TOTAL_KEY)).select(
@@ -272,15 +275,12 @@ def attach(spark: SparkSession, cfg: Config, df: DataFrame, counters: Counters, 
         for w in counters.windows:
             c = {n: F.col(f"_{label}_{n}_{w}") for n in COUNT_COLUMNS}
             for what in counters.counts:
-                out = out.withColumn(f"bh_{label}_{w}d_{what}", c[what].cast("double"))
+                counter_columns.append(c[what].cast("double").alias(f"bh_{label}_{w}d_{what}"))
             for what in counters.rates:
                 num, den = RATES[what]
                 rate = (c[num] + k * F.col(f"_g_{label}_{what}_{w}")) / (c[den] + k)
-                out = out.withColumn(f"bh_{label}_{w}d_{what}", F.when(c[num].isNotNull(), rate))
-        out = out.drop(*[c for c in out.columns if c.startswith((f"_{label}_", f"_g_{label}_", f"_k_{label}",
-                                                                 f"_D_{label}", f"_gD_{label}", f"_kr_{label}"))])
-    sums.unpersist()
-    return out
+                counter_columns.append(F.when(c[num].isNotNull(), rate).alias(f"bh_{label}_{w}d_{what}"))
+    return out.select(*[F.col(c) for c in df.columns], *counter_columns)
 
 
 def _join_entity(df: DataFrame, mine: DataFrame, g: DataFrame, label: str) -> DataFrame:

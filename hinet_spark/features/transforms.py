@@ -121,7 +121,7 @@ def check_exposures(exposures: DataFrame, scenarios: Sequence[str],
         "_reason",
         F.when(F.col("_reason").isNull() & (F.col("_rank") > 1), F.lit("duplicate_exposure"))
         .otherwise(F.col("_reason")),
-    )
+    ).localCheckpoint(eager=False)  # good and bad both read it: the window runs once (kept until unreferenced)
     good = tagged.where(F.col("_reason").isNull()).drop("_reason", "_rank", "_seen")
     bad = quarantine_rows(tagged.where(F.col("_reason").isNotNull()), source, "_reason",
                           F.coalesce(F.col("dt"), F.to_date("event_time")))
