@@ -2,6 +2,14 @@
 
     .venv/bin/python -m benchmarks.bench_features [--sizes 1000000 4000000] [--root benchmarks/out]
     .venv/bin/python -m benchmarks.bench_features --behaviour [--rows-per-day 1000000] [--history 7 30]
+    .venv/bin/python -m benchmarks.bench_features --vs-sql [--rows-per-day 100000] [--rounds 3]
+
+``--vs-sql``: the price of the project's checks. Generates one day (not timed) and builds it
+once (not timed: that night fitted the spec); then, alternating ``--rounds`` times, the
+nightly ``build_samples`` of the day (spec reused: quarantine, counts, reconciliation, spec
+claim, two Delta writes) and benchmarks/features_sql.py's minimal Spark SQL (the same
+dedup, joins and ids, one write). Compares the two outputs row for row (``same_rows=``) and
+prints the medians and ``ratio=`` (SQL time / build time; goal >= 0.7).
 
 ``--behaviour``: the nightly cost of behaviour counters. Generates ``max(history) + 1`` days
 at ``--rows-per-day`` (not timed) and aggregates the history into behaviour_daily (not timed:
@@ -25,15 +33,18 @@ import argparse
 import datetime as dt
 import logging
 import shutil
+import statistics
 import time
 from pathlib import Path
 
 from delta.tables import DeltaTable
 
+from benchmarks.features_sql import samples_sql
 from hinet_spark.config import load_config
 from hinet_spark.features.behaviour import Counters, write_days
 from hinet_spark.features.build import build_samples
-from hinet_spark.ops.io import table_location
+from hinet_spark.features.spec import FeatureSpec
+from hinet_spark.ops.io import read_table, table_location
 from hinet_spark.ops.spark import get_spark
 from jobs import generate_synthetic
 
@@ -84,16 +95,61 @@ def behaviour(args: argparse.Namespace) -> None:
           f"x{timed[long] / timed[short]:.2f} (goal <= 1.2)")
 
 
+def vs_sql(args: argparse.Namespace) -> None:
+    root = Path(args.root) / "vs_sql"
+    shutil.rmtree(root, ignore_errors=True)
+    data = [f"storage.root={root}", "synthetic.enabled=true", "synthetic.days=1",
+            f"synthetic.exposures_per_day={args.rows_per_day}", "synthetic.candidates_per_day=0",
+            "spark.driver_memory=8g"]
+    assert generate_synthetic.main([x for o in data for x in ("--set", o)]) == 0
+    cfg = load_config(None, data)
+    spark = get_spark(cfg)
+    day = cfg.synthetic.start_date
+    build_samples(spark, cfg, day, day, refit=True)  # the night that fitted the spec (not timed)
+    spec = FeatureSpec.load(root / "feature_spec.json")
+    tables = {}
+    for key in ("raw_exposures", "raw_clicks", "raw_orders", "samples"):
+        view = f"bench_{key}"
+        spark.read.format("delta").load(table_location(cfg, key)).createOrReplaceTempView(view)
+        tables[key] = view
+    columns = spark.table(tables["raw_exposures"]).columns
+    query = samples_sql(cfg, spec, dt.date.fromisoformat(day), tables, columns)
+    out = str(root / "samples_sql")
+    spent: dict[str, list[float]] = {"build": [], "sql": []}
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        build_samples(spark, cfg, day, day)
+        spent["build"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        spark.sql(query).write.format("delta").mode("overwrite").partitionBy("scenario", "dt").save(out)
+        spent["sql"].append(time.perf_counter() - start)
+        print(f"build_samples {spent['build'][-1]:6.1f} s, minimal SQL {spent['sql'][-1]:6.1f} s", flush=True)
+    mine = read_table(spark, cfg, "samples").where(f"dt = '{day}'")
+    theirs = spark.read.format("delta").load(out).select(*mine.columns)
+    only_mine, only_sql = mine.exceptAll(theirs).count(), theirs.exceptAll(mine).count()
+    build, sql = statistics.median(spent["build"]), statistics.median(spent["sql"])
+    print(f"{args.rows_per_day:,d} exposures, {mine.count():,d} samples: build_samples {build:.1f} s, minimal SQL "
+          f"{sql:.1f} s (medians of {args.rounds}); same_rows={'yes' if only_mine == only_sql == 0 else 'NO'} "
+          f"(only in build_samples: {only_mine}, only in the SQL: {only_sql}); ratio={sql / build:.2f} (goal >= 0.7)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 4_000_000])
     ap.add_argument("--root", default="benchmarks/out/features")
     ap.add_argument("--behaviour", action="store_true", help="the nightly cost of behaviour counters")
-    ap.add_argument("--rows-per-day", type=int, default=1_000_000)
+    ap.add_argument("--vs-sql", action="store_true", help="build_samples against a minimal Spark SQL of one day")
+    ap.add_argument("--rounds", type=int, default=3, help="--vs-sql: alternating timed rounds")
+    ap.add_argument("--rows-per-day", type=int, default=None, help="default 1,000,000 (--behaviour), 100,000 (--vs-sql)")
     ap.add_argument("--history", type=int, nargs="+", default=[7, 30])
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.vs_sql:
+        args.rows_per_day = args.rows_per_day or 100_000
+        vs_sql(args)
+        return
     if args.behaviour:
+        args.rows_per_day = args.rows_per_day or 1_000_000
         behaviour(args)
         return
     times: dict[int, float] = {}
