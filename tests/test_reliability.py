@@ -249,19 +249,25 @@ def test_changed_feature_setting_without_refit_is_an_error(spark, cfg, cfg_facto
         build_samples(spark, changed, "2026-01-01", "2026-01-01")
 
 
-def test_null_or_wrong_dt_inf_and_out_of_range_are_quarantined(spark, cfg):
+def test_null_or_wrong_dt_inf_and_out_of_range_are_quarantined(spark, cfg, caplog):
     schema = load_schema("synthetic_exposures")
     exposures = [exposure("ok"), exposure("nodt", dt=None), exposure("wrongdt", dt=D2),
                  exposure("inf", price=float("inf")), exposure("hour", hour_of_day=99),
-                 exposure("rating", item_rating=7.5), exposure("ordered")]
+                 exposure("rating", item_rating=7.5), exposure("ordered"),
+                 exposure("undated", dt=None, event_time=None)]  # no build can place it: warned, not read
     clicks = [dict(exposure_id="ordered", click_time=ts(D1, 10, 5), dt=D1),
-              dict(exposure_id="ok", click_time=ts(D1, 10, 5), dt=None)]
+              dict(exposure_id="ok", click_time=ts(D1, 10, 5), dt=None),
+              dict(exposure_id="ok", click_time=None, dt=None)]
     orders = [dict(exposure_id="ordered", order_time=ts(D1, 11), amount=float("nan"), dt=D1)]
     write_raw(spark, cfg, exposures, clicks, orders)
     # these are not generate_synthetic's tables: the ranges are the user's (features.numeric_ranges)
     cfg = dataclasses.replace(cfg, features=dataclasses.replace(
         cfg.features, numeric_ranges={"hour_of_day": (0, 23), "item_rating": (0, 5)}))
-    report = build_samples(spark, cfg, "2026-01-01", "2026-01-02")
+    with caplog.at_level(logging.WARNING):
+        report = build_samples(spark, cfg, "2026-01-01", "2026-01-02")
+    undated = sorted(r.getMessage().split(";")[0] for r in caplog.records if "neither dt nor" in r.getMessage())
+    assert undated == ["raw_clicks: 1 rows have neither dt nor click_time",
+                       "raw_exposures: 1 rows have neither dt nor event_time"]
     q = _rows(spark, cfg, "quarantine", ("source", "reason", "exposure_id"))
     assert q == sorted([
         ("raw_exposures", "bad_dt", "nodt"), ("raw_exposures", "bad_dt", "wrongdt"),

@@ -331,8 +331,10 @@ def build_samples(spark: SparkSession, cfg: Config, start: str, end: str, refit:
     quarantine = bad_exposures.unionByName(event_quarantine(clicks, orders)).persist()
 
     # Count before writing (so a failed reconciliation writes nothing), from the persisted rows.
+    events = {r["_source"]: int(r["count"]) for r in clicks.select(F.lit("clicks").alias("_source")).unionByName(
+        orders.select(F.lit("orders").alias("_source"))).groupBy("_source").count().collect()}  # one job
     report = _report(start, end, spec, fitted, cfg.scenarios.names, read_by_scenario, samples, quarantine,
-                     clicks.count(), orders.count())
+                     events.get("clicks", 0), events.get("orders", 0))
     report.check()
     if fitted:  # archived before the write, so the samples' spec_hash always has its file
         spec.save(spec_archive(cfg, spec.hash))
@@ -376,13 +378,17 @@ def summary_table(report: BuildReport) -> str:
 
 
 def _warn_undatable(raw: dict[str, DataFrame]) -> None:
-    """Rows with neither a dt nor an event time belong to no build: name how many."""
+    """Rows with neither a dt nor an event time belong to no build: name how many (one Spark job
+    for the three tables; the dt filter reads only a null-dt partition)."""
     times = {"raw_exposures": "event_time", "raw_clicks": "click_time", "raw_orders": "order_time"}
-    for key, df in raw.items():
-        n = df.where(F.col("dt").isNull() & F.col(times[key]).isNull()).count()
-        if n:
-            logger.warning("%s: %d rows have neither dt nor %s; no date range can build them (fix them at "
-                           "the source)", key, n, times[key])
+    frames = [df.where(F.col("dt").isNull() & F.col(times[key]).isNull()).select(F.lit(key).alias("_table"))
+              for key, df in raw.items()]
+    union = frames[0]
+    for f in frames[1:]:
+        union = union.unionByName(f)
+    for r in union.groupBy("_table").count().collect():
+        logger.warning("%s: %d rows have neither dt nor %s; no date range can build them (fix them at "
+                       "the source)", r["_table"], r["count"], times[r["_table"]])
 
 
 def _report(start: str, end: str, spec: FeatureSpec, fitted: bool, scenarios: Sequence[str],
