@@ -69,6 +69,37 @@ def test_without_behaviour_arms_report_each_models_lift_and_train_as_judged():
     assert train_command(c, "hinet-nobh").endswith("--set model.name=hinet --set train.use_behaviour=false")
 
 
+def test_cells_with_too_few_test_positives_are_shown_but_not_judged():
+    from hinet_spark.lifecycle.compare import paired, render
+
+    c = _comparison({"hinet": [0.0] * 3, "star": [0.0] * 3}, {"hinet": 0.7, "star": 0.7})
+    c.dates = {k: ("2026-01-01", "2026-01-01") for k in ("train", "val", "test")}
+    c.rows, c.min_positives = {"a": 900, "b": 40}, 50
+    c.positives = {"ctr": {"a": 120, "b": 3}, "ctcvr": {"a": 60, "b": 0}}
+    big = {"hinet": [0.70, 0.71, 0.72], "star": [0.69, 0.70, 0.70]}  # a CTR; a CTCVR is 0.1 above it
+    small = {"hinet": [0.30, 0.40, 0.35], "star": [0.90, 0.95, 0.85]}  # b CTR: 3 positives, wild
+    for r in c.runs:
+        a_ctr = big[r.model][r.seed]
+        r.test_auc = {"ctr": {"a": a_ctr, "b": small[r.model][r.seed]}, "ctcvr": {"a": a_ctr + 0.1, "b": None}}
+        r.test_mean = (a_ctr + small[r.model][r.seed] + a_ctr + 0.1) / 3  # fit's mean over the defined cells
+        r.test_logloss = {t: {"a": 0.3, "b": 0.3} for t in ("ctr", "ctcvr")}
+    c.chosen = {m: {} for m in c.models}
+    c.tuning = [r for r in c.runs if r.seed == 0]
+    assert c.judged == [("ctr", "a"), ("ctcvr", "a")] and c.unjudged == [("ctr", "b"), ("ctcvr", "b")]
+    # judged: star - hinet on cell a only (+0.1 in both cells cancels): -0.01, -0.01, -0.02
+    assert paired(c, "star") == pytest.approx([-0.01, -0.01, -0.02])
+    text, rec = recommendation(c)
+    assert rec["mean"] == pytest.approx(0.04 / 3) and text.startswith(
+        "HiNet vs best baseline (star, chosen on validation): test AUC, mean of the 2 scenario x task cells with "
+        ">= 50 test positives (mlflow.min_positives) +0.0133 [")
+    report = render(c)
+    assert "not judged, too few positives for a stable AUC: b CTR (3), b CTCVR (0)" in report
+    assert "| hinet | 0.7100 ± 0.0100 | 0.3500 ± 0.0500 | 0.8100 ± 0.0100 | n/a | 0.6233 ± 0.0208 | 0.7600 ± 0.0100 |" \
+        in report
+    c.min_positives = 0  # every cell judged: the runs' own test mean AUC, as before
+    assert paired(c, "star")[0] == pytest.approx(c.runs[3].test_mean - c.runs[0].test_mean)
+
+
 def test_grid_points_are_checked_before_any_training():
     cfg = load_config(None, [])
     assert len(parse_grid(["train.learning_rate=0.001,0.003", "model.embedding_dim=8,16"], cfg)) == 4

@@ -86,6 +86,28 @@ class Comparison:
     seconds: float = 0.0
     train_command: str = "spark-submit jobs/train_hinet.py"  # the job sets its --conf, --end-date and --set
     overrides: dict[str, str] = field(default_factory=dict)  # the comparison's own --set (every run had them)
+    min_positives: int = 0  # mlflow.min_positives: test cells with fewer positives are shown, not judged
+
+    @property
+    def judged(self) -> list[tuple[str, str]]:
+        """The (task, scenario) test cells with at least ``min_positives`` positives: the cells the
+        paired differences, the lift and the recommendation average (the promotion judge's rule)."""
+        return [(t, s) for t in TASKS for s in self.scenarios
+                if self.positives.get(t, {}).get(s, self.min_positives) >= self.min_positives]
+
+    @property
+    def unjudged(self) -> list[tuple[str, str]]:
+        judged = set(self.judged)
+        return [(t, s) for t in TASKS for s in self.scenarios if (t, s) not in judged]
+
+    def score(self, r: Run) -> float | None:
+        """A run's test AUC as the comparison judges it: the mean over the judged cells (every
+        cell: the run's test mean AUC)."""
+        if not self.unjudged or not self.judged:
+            return r.test_mean
+        values = [r.test_auc.get(t, {}).get(s) for t, s in self.judged]
+        values = [v for v in values if v is not None]
+        return float(np.mean(values)) if values else None
 
 
 def parse_grid(specs: list[str], cfg: Config) -> list[dict[str, str]]:
@@ -194,7 +216,7 @@ def _frame(spark: SparkSession, cfg: Config, models: list[str]) -> Comparison:
             read_table(spark, cfg, "oracle").select("exposure_id", *SCORES), "exposure_id").toPandas()
         oracle = {t: {s: auc(g[f"label_{t}"].to_numpy(), g[f"p_{t}"].to_numpy()) for s, g in pdf.groupby("scenario")}
                   for t in TASKS}
-    return Comparison(models, names, dates, rows, positives, oracle=oracle)
+    return Comparison(models, names, dates, rows, positives, oracle=oracle, min_positives=cfg.mlflow.min_positives)
 
 
 def interval(diffs: list[float], level: float = 0.95) -> tuple[float, float, float]:
@@ -209,9 +231,18 @@ def interval(diffs: list[float], level: float = 0.95) -> tuple[float, float, flo
 
 
 def paired(c: Comparison, model: str, against: str = "hinet") -> list[float]:
-    base = {r.seed: r.test_mean for r in c.runs if r.model == against}
-    return [r.test_mean - base[r.seed] for r in c.runs
-            if r.model == model and r.test_mean is not None and base.get(r.seed) is not None]
+    """Per seed, ``model``'s judged test AUC minus ``against``'s (:meth:`Comparison.score`)."""
+    base = {r.seed: c.score(r) for r in c.runs if r.model == against}
+    return [c.score(r) - base[r.seed] for r in c.runs
+            if r.model == model and c.score(r) is not None and base.get(r.seed) is not None]
+
+
+def judged_label(c: Comparison) -> str:
+    """What the paired figures average: "test mean AUC", or over which cells when some are not judged."""
+    if not c.unjudged or not c.judged:
+        return "test mean AUC"
+    return (f"test AUC, mean of the {len(c.judged)} scenario x task cells with >= {c.min_positives} test "
+            f"positives (mlflow.min_positives)")
 
 
 def recommendation(c: Comparison) -> tuple[str, dict[str, Any]]:
@@ -225,7 +256,7 @@ def recommendation(c: Comparison) -> tuple[str, dict[str, Any]]:
     diffs = [-d for d in paired(c, best)]  # HiNet - best baseline
     mean, lo, hi = interval(diffs)
     verdict = "HiNet is better" if lo > 0 else "HiNet is worse" if hi < 0 else "not distinguishable"
-    text = (f"HiNet vs best baseline ({best}, chosen on validation): test mean AUC {mean:+.4f} "
+    text = (f"HiNet vs best baseline ({best}, chosen on validation): {judged_label(c)} {mean:+.4f} "
             f"[{lo:+.4f}, {hi:+.4f}] (95% t-interval over {len(diffs)} paired seeds): {verdict}")
     if verdict == "not distinguishable":
         text += "; either serves, prefer the cheaper one or add seeds / data to decide"
@@ -247,7 +278,8 @@ def train_command(c: Comparison, model: str) -> str:
 def run_record(r: Run) -> dict[str, Any]:
     """One training run of a comparison, as its MLflow artifact lists it."""
     return {"model": r.model, "seed": r.seed, "setting": r.setting, "val_mean_auc": r.val_mean,
-            "test_mean_auc": r.test_mean, "seconds": round(r.seconds, 1), "budget": r.budget, "curve": r.curve}
+            "test_mean_auc": r.test_mean, "test_auc": r.test_auc, "seconds": round(r.seconds, 1), "budget": r.budget,
+            "curve": r.curve}
 
 
 def fmt(values: list[float | None]) -> str:
@@ -263,6 +295,7 @@ def render(c: Comparison) -> str:
     """The report, as markdown (also the job's log)."""
     s, models = c.scenarios, c.models
     seeds = len({r.seed for r in c.runs})
+    split = int(bool(c.unjudged and c.judged))  # a judged-mean column when some cells are not judged
     lines = [f"Splits: train {c.dates['train'][0]}..{c.dates['train'][1]}, validation {c.dates['val'][0]}.."
              f"{c.dates['val'][1]}, test {c.dates['test'][0]}..{c.dates['test'][1]}; {seeds} seeds; "
              f"{len(c.tuning) + len(c.runs) - len(c.models)} training runs in {c.seconds / 60:.1f} min.", "",
@@ -271,16 +304,23 @@ def render(c: Comparison) -> str:
              "| rows | " + " | ".join(f"{c.rows[x]:,}" for x in s) + " |",
              *[f"| {t.upper()} positives | " + " | ".join(f"{c.positives[t][x]:,}" for x in s) + " |" for t in TASKS],
              "", "Test AUC, mean ± std over seeds:", "",
-             "| model | " + " | ".join(f"{x} {t.upper()}" for t in TASKS for x in s) + " | mean |",
-             "|---|" + "---|" * (2 * len(s) + 1)]
+             "| model | " + " | ".join(f"{x} {t.upper()}" for t in TASKS for x in s) + " | mean |"
+             + (" judged mean |" if split else ""),
+             "|---|" + "---|" * (2 * len(s) + 1 + split)]
     for m in models:
         runs = [r for r in c.runs if r.model == m]
         lines.append(f"| {m} | " + " | ".join(fmt([r.test_auc[t][x] for r in runs]) for t in TASKS for x in s)
-                     + f" | {fmt([r.test_mean for r in runs])} |")
+                     + f" | {fmt([r.test_mean for r in runs])} |" + (f" {fmt([c.score(r) for r in runs])} |" if split else ""))
     if c.oracle:
         means = [v for t in TASKS for v in c.oracle[t].values() if v is not None]
+        judged = [c.oracle[t].get(x) for t, x in c.judged if c.oracle[t].get(x) is not None]
         lines.append("| *oracle (true p)* | " + " | ".join(fmt([c.oracle[t].get(x)]) for t in TASKS for x in s)
-                     + f" | {statistics.mean(means):.4f} |")
+                     + f" | {statistics.mean(means):.4f} |" + (f" {fmt([statistics.mean(judged)])} |" if split else ""))
+    if split:
+        lines += ["", f"Judged mean: the {len(c.judged)} cells with >= {c.min_positives} test positives "
+                      f"(mlflow.min_positives, the promotion judge's rule); not judged, too few positives for a stable "
+                      f"AUC: {', '.join(f'{x} {t.upper()} ({c.positives[t][x]})' for t, x in c.unjudged)}. The paired "
+                      "differences, the lift and the recommendation use the judged mean."]
     lines += ["", "Test logloss, mean over seeds:", "",
               "| model | " + " | ".join(f"{x} {t.upper()}" for t in TASKS for x in s) + " |",
               "|---|" + "---|" * (2 * len(s))]
@@ -288,7 +328,7 @@ def render(c: Comparison) -> str:
         runs = [r for r in c.runs if r.model == m]
         lines.append(f"| {m} | " + " | ".join(
             f"{statistics.mean(r.test_logloss[t][x] for r in runs):.4f}" for t in TASKS for x in s) + " |")
-    lines += ["", "Paired by seed against HiNet (test mean AUC, model - HiNet), 95% t-interval:", "",
+    lines += ["", f"Paired by seed against HiNet ({judged_label(c)}, model - HiNet), 95% t-interval:", "",
               "| model | per seed | mean [lo, hi] |", "|---|---|---|"]
     for m in models:
         if m == "hinet":
@@ -298,7 +338,7 @@ def render(c: Comparison) -> str:
         lines.append(f"| {m} | {', '.join(f'{x:+.4f}' for x in d)} | {mean:+.4f} [{lo:+.4f}, {hi:+.4f}] |")
     lifts = [m for m in models if not m.endswith(NO_BEHAVIOUR) and m + NO_BEHAVIOUR in models]
     if lifts:
-        lines += ["", "Behaviour counters' lift (test mean AUC, model - model without them, paired by seed), "
+        lines += ["", f"Behaviour counters' lift ({judged_label(c)}, model - model without them, paired by seed), "
                       "95% t-interval:", "", "| model | per seed | mean [lo, hi] |", "|---|---|---|"]
         for m in lifts:
             d = [0.0 - x for x in paired(c, m + NO_BEHAVIOUR, against=m)]  # 0.0 - 0.0: +0.0000, not -0.0000
