@@ -169,7 +169,7 @@ def compare(spark: SparkSession, cfg: Config, models: list[str], seeds: int, gri
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, launcher="local"),
                               mlflow=dataclasses.replace(cfg.mlflow, register=False))
     began = time.perf_counter()
-    out = _frame(spark, cfg, models)
+    out = test_frame(spark, cfg, models)
     with _quiet_training():
         for model in models:
             tried = [_run(spark, cfg, model, 0, point) for point in grid]
@@ -197,8 +197,10 @@ def _quiet_training() -> Iterator[None]:
             logging.getLogger(n).setLevel(level)
 
 
-def _frame(spark: SparkSession, cfg: Config, models: list[str]) -> Comparison:
-    """Split dates, test counts, and the oracle's AUC where generate_synthetic left an oracle."""
+def test_frame(spark: SparkSession, cfg: Config, models: list[str]) -> Comparison:
+    """An empty comparison of ``models`` on ``cfg``'s splits: the split dates, the test rows and
+    positives per scenario x task (so, its judged cells), and the oracle's AUC where
+    generate_synthetic left an oracle."""
     from hinet_spark.train.snapshot import split_dates
 
     dates = split_dates(cfg)
