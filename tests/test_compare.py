@@ -130,7 +130,8 @@ def test_compare_models_end_to_end(spark, tmp_path, capfd):
     assert "**Recommendation:** HiNet vs best baseline (shared_bottom, chosen on validation)" in report
     assert "recommendation: HiNet vs best baseline" in capfd.readouterr().err
     mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
-    client = MlflowClient()
+    # this root's registry, whatever registry URI an earlier test of the process set
+    client = MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db", registry_uri=f"sqlite:///{root}/mlflow.db")
     exp = client.get_experiment_by_name("hinet-spark-comparisons")
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1 and runs[0].data.tags["recommendation"].startswith("HiNet vs best baseline")
