@@ -40,7 +40,7 @@ from benchmarks.quality import data_overrides, model_overrides
 from hinet_spark.config import Config, load_config
 from hinet_spark.evaluation import TASKS
 from hinet_spark.features.build import build_samples
-from hinet_spark.lifecycle.compare import Comparison, fmt, interval, judged_label, test_frame
+from hinet_spark.lifecycle.compare import Comparison, comparison_frame, fmt, interval, judged_label
 from hinet_spark.ops.io import read_table
 from hinet_spark.ops.spark import get_spark
 from hinet_spark.train.loop import fit
@@ -90,15 +90,6 @@ def run_one(spark, make: Callable[[list[str]], Config], overrides: list[str], se
     return row
 
 
-def judged_mean(frame: Comparison, row: dict) -> float | None:
-    """A run's test AUC over the judged cells (>= mlflow.min_positives test positives), as compare_models judges."""
-    if not frame.unjudged or not frame.judged:
-        return row["test_mean"]
-    values = [row["test_auc"][t].get(s) for t, s in frame.judged]
-    values = [v for v in values if v is not None]
-    return statistics.mean(values) if values else None
-
-
 def render(args, frame: Comparison, variants: list[str], rows: list[dict], seconds: float) -> str:
     scenarios = frame.scenarios
     if args.conf:
@@ -112,20 +103,23 @@ def render(args, frame: Comparison, variants: list[str], rows: list[dict], secon
              f"{args.seeds} seeds; test AUC mean ± std over seeds.", "",
              "| variant | " + " | ".join(f"{s} {t.upper()}" for t in TASKS for s in scenarios)
              + " | mean | judged mean | p_ctcvr > p_ctr | epochs | seconds |", "|---|" + "---|" * (2 * len(scenarios) + 5)]
+    def judged(r: dict) -> float | None:
+        return frame.judged_mean(r["test_auc"], r["test_mean"])
+
     for v in variants:
         runs = [r for r in rows if r["tag"] == v]
         lines.append(f"| {v} | " + " | ".join(fmt([r["test_auc"][t][s] for r in runs]) for t in TASKS for s in scenarios)
-                     + f" | {fmt([r['test_mean'] for r in runs])} | {fmt([judged_mean(frame, r) for r in runs])} | "
+                     + f" | {fmt([r['test_mean'] for r in runs])} | {fmt([judged(r) for r in runs])} | "
                      f"{statistics.mean(r['above'] for r in runs) * 100:.1f}% | "
                      f"{statistics.mean(r['epochs'] for r in runs):.1f} | {statistics.mean(r['seconds'] for r in runs):.0f} |")
     if frame.unjudged and frame.judged:
         lines += ["", "Not judged (fewer than mlflow.min_positives test positives): "
                   + ", ".join(f"{x} {t.upper()} ({frame.positives[t][x]})" for t, x in frame.unjudged) + "."]
-    base = {r["seed"]: judged_mean(frame, r) for r in rows if r["tag"] == variants[0]}
+    base = {r["seed"]: judged(r) for r in rows if r["tag"] == variants[0]}
     lines += ["", f"Paired by seed against {variants[0]} ({judged_label(frame)}, variant - it), 95% t-interval:", "",
               "| variant | per seed | mean [lo, hi] |", "|---|---|---|"]
     for v in variants[1:]:
-        d = [judged_mean(frame, r) - base[r["seed"]] for r in rows if r["tag"] == v and r["seed"] in base]
+        d = [judged(r) - base[r["seed"]] for r in rows if r["tag"] == v and r["seed"] in base]
         mean, lo, hi = interval(d)
         lines.append(f"| {v} | {', '.join(f'{x:+.4f}' for x in d)} | {mean:+.4f} [{lo:+.4f}, {hi:+.4f}] |")
     return "\n".join(lines) + "\n"
@@ -152,7 +146,7 @@ def on_synthetic(args: argparse.Namespace):
     def make(overrides: list[str]) -> Config:
         return load_config(None, overrides)
 
-    return make, spark, variants, test_frame(spark, make(variants[0][1]), [])
+    return make, spark, variants, comparison_frame(spark, make(variants[0][1]), [])
 
 
 def on_config(args: argparse.Namespace):
@@ -171,7 +165,7 @@ def on_config(args: argparse.Namespace):
         variants = [("two towers", ["model.task_output=towers"]), ("esmm", ["model.task_output=esmm"])]
     else:
         variants = lambda_variants(spark, base)
-    return make, spark, variants, test_frame(spark, base, [])
+    return make, spark, variants, comparison_frame(spark, base, [])
 
 
 def main() -> None:

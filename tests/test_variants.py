@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from benchmarks.variants import judged_mean, render
+from benchmarks.variants import render
 from hinet_spark.lifecycle.compare import Comparison
 
 
@@ -19,7 +19,7 @@ def test_variants_pair_seeds_on_the_judged_cells():
             auc = {"ctr": {"a": a[seed], "b": b[seed]}, "ctcvr": {"a": a[seed] + 0.05, "b": None}}
             rows.append({"tag": tag, "seed": seed, "test_auc": auc, "test_mean": (2 * a[seed] + 0.05 + b[seed]) / 3,
                          "val_mean": 0.7, "above": 0.0, "epochs": 2, "seconds": 10.0})
-    assert judged_mean(frame, rows[0]) == pytest.approx(0.725)  # a CTR 0.70 and a CTCVR 0.75; b CTR (2) not judged
+    assert frame.judged_mean(rows[0]["test_auc"], rows[0]["test_mean"]) == pytest.approx(0.725)  # a CTR 0.70 and a CTCVR 0.75; b CTR (2) not judged
     args = argparse.Namespace(study="esmm", quick=False, conf="conf/shop.yaml", overrides=[], end_date="2026-01-08",
                               seeds=2)
     report = render(args, frame, ["two towers", "esmm"], rows, 60.0)

@@ -101,11 +101,15 @@ class Comparison:
         return [(t, s) for t in TASKS for s in self.scenarios if (t, s) not in judged]
 
     def score(self, r: Run) -> float | None:
-        """A run's test AUC as the comparison judges it: the mean over the judged cells (every
-        cell: the run's test mean AUC)."""
+        """A run's test AUC as the comparison judges it (:meth:`judged_mean`)."""
+        return self.judged_mean(r.test_auc, r.test_mean)
+
+    def judged_mean(self, test_auc: dict[str, dict[str, float | None]], test_mean: float | None) -> float | None:
+        """The mean of ``test_auc`` over the judged cells; ``test_mean`` (the run's own mean
+        over every cell) when every cell, or none, is judged."""
         if not self.unjudged or not self.judged:
-            return r.test_mean
-        values = [r.test_auc.get(t, {}).get(s) for t, s in self.judged]
+            return test_mean
+        values = [test_auc.get(t, {}).get(s) for t, s in self.judged]
         values = [v for v in values if v is not None]
         return float(np.mean(values)) if values else None
 
@@ -169,7 +173,7 @@ def compare(spark: SparkSession, cfg: Config, models: list[str], seeds: int, gri
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, launcher="local"),
                               mlflow=dataclasses.replace(cfg.mlflow, register=False))
     began = time.perf_counter()
-    out = test_frame(spark, cfg, models)
+    out = comparison_frame(spark, cfg, models)
     with _quiet_training():
         for model in models:
             tried = [_run(spark, cfg, model, 0, point) for point in grid]
@@ -197,7 +201,7 @@ def _quiet_training() -> Iterator[None]:
             logging.getLogger(n).setLevel(level)
 
 
-def test_frame(spark: SparkSession, cfg: Config, models: list[str]) -> Comparison:
+def comparison_frame(spark: SparkSession, cfg: Config, models: list[str]) -> Comparison:
     """An empty comparison of ``models`` on ``cfg``'s splits: the split dates, the test rows and
     positives per scenario x task (so, its judged cells), and the oracle's AUC where
     generate_synthetic left an oracle."""
