@@ -103,6 +103,7 @@ def render(args, frame: Comparison, variants: list[str], rows: list[dict], secon
              f"{args.seeds} seeds; test AUC mean ± std over seeds.", "",
              "| variant | " + " | ".join(f"{s} {t.upper()}" for t in TASKS for s in scenarios)
              + " | mean | judged mean | p_ctcvr > p_ctr | epochs | seconds |", "|---|" + "---|" * (2 * len(scenarios) + 5)]
+
     def judged(r: dict) -> float | None:
         return frame.judged_mean(r["test_auc"], r["test_mean"])
 
